@@ -1,0 +1,649 @@
+# Copyright 2026 The FrozenCaptioner authors. Licensed under the Apache License, Version 2.0.
+"""FrozenCaptioner: frozen TimeSformer + frozen OPT joined by gated separable cross-attention adapters.
+
+Lialin et al., "Scalable and Accurate Self-supervised Multimodal Representation Learning without Aligned Video and
+Text Data", WACV 2023 Workshops. This file imports only `torch`, `transformers` and its sibling configuration file, so
+the folder can be copied into a Hub repository as is and loaded with `trust_remote_code=True`.
+"""
+
+import contextlib
+from dataclasses import dataclass
+from functools import partial
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import AutoModel, AutoModelForCausalLM, GenerationMixin, PreTrainedModel
+from transformers import initialization as init
+from transformers.cache_utils import Cache, DynamicCache
+from transformers.masking_utils import create_causal_mask
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import BaseModelOutputWithPooling
+from transformers.utils import ModelOutput, logging
+
+from .configuration_frozencaptioner import FrozenCaptionerConfig
+
+
+logger = logging.get_logger(__name__)
+
+
+@dataclass
+class FrozenCaptionerCausalLMOutputWithPast(ModelOutput):
+    r"""
+    Output of [`FrozenCaptionerForConditionalGeneration`]; fields follow `IdeficsCausalLMOutputWithPast`.
+
+    Args:
+        loss (`torch.FloatTensor` of shape `(1,)`, *optional*): language-modelling loss (labels `-100` ignored).
+        logits (`torch.FloatTensor` of shape `(batch_size, sequence_length, vocab_size)`).
+        past_key_values (`Cache`, *optional*): the decoder's self-attention cache.
+        hidden_states (`tuple(torch.FloatTensor)`, *optional*): input of every decoder layer (after its adapter, if
+            any) plus the final output, with `output_hidden_states=True`.
+        attentions (`tuple(torch.FloatTensor)`, *optional*): decoder self-attention weights, with
+            `output_attentions=True` (needs `attn_implementation="eager"`).
+        video_hidden_states (`torch.FloatTensor` of shape `(batch_size, 1 + patches * frames, vision_hidden)`,
+            *optional*): the vision tower's last hidden state, when it ran in this call.
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    past_key_values: Cache | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+    video_hidden_states: torch.FloatTensor | None = None
+
+
+def _multihead_attention(query, keys, values, num_heads, dropout):
+    """query [B, q, inner], keys/values [B, L, inner] -> [B, q, inner]; softmax over the L visual tokens."""
+    batch, q_len, inner = query.shape
+    head_dim = inner // num_heads
+    query = query.view(batch, q_len, num_heads, head_dim).transpose(1, 2)  # (B, nh, q, hd)
+    keys = keys.view(batch, -1, num_heads, head_dim).transpose(1, 2)  # (B, nh, L, hd)
+    values = values.view(batch, -1, num_heads, head_dim).transpose(1, 2)
+    out = F.scaled_dot_product_attention(query, keys, values, dropout_p=dropout)  # (B, nh, q, hd)
+    return out.transpose(1, 2).reshape(batch, q_len, inner)
+
+
+class FrozenCaptionerSeparableCrossAttention(nn.Module):
+    """Separable cross-attention (the paper's §3): O(q (t + s)) instead of O(q t s).
+
+    time branch: max-pool the video over space -> LayerNorm -> text attends over the t frame tokens;
+    space branch: max-pool the video over time -> LayerNorm -> text attends over the s patch tokens;
+    both outputs are concatenated along the hidden dimension and projected back to the text width.
+    """
+
+    def __init__(self, config: FrozenCaptionerConfig):
+        super().__init__()
+        text_dim, vision_dim = config.text_config.hidden_size, config.vision_config.hidden_size
+        inner, eps = config.adapter_hidden_size, config.vision_config.layer_norm_eps
+        self.num_heads = config.adapter_num_heads
+        self.dropout = config.adapter_dropout
+        self.time_layernorm = nn.LayerNorm(vision_dim, eps=eps)
+        self.space_layernorm = nn.LayerNorm(vision_dim, eps=eps)
+        self.time_q_proj = nn.Linear(text_dim, inner)
+        self.time_k_proj = nn.Linear(vision_dim, inner)
+        self.time_v_proj = nn.Linear(vision_dim, inner)
+        self.space_q_proj = nn.Linear(text_dim, inner)
+        self.space_k_proj = nn.Linear(vision_dim, inner)
+        self.space_v_proj = nn.Linear(vision_dim, inner)
+        self.out_proj = nn.Linear(2 * inner, text_dim)
+
+    def project_visual(self, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tuple[int, ...]]:
+        """video [B, t, s, D_v] -> keys, values [B, t + s, inner] and the split (t, s)."""
+        time_tokens = self.time_layernorm(video.amax(dim=2))  # (B, t, s, Dv) -> max over space -> (B, t, Dv)
+        space_tokens = self.space_layernorm(video.amax(dim=1))  # (B, t, s, Dv) -> max over time -> (B, s, Dv)
+        keys = torch.cat([self.time_k_proj(time_tokens), self.space_k_proj(space_tokens)], dim=1)
+        values = torch.cat([self.time_v_proj(time_tokens), self.space_v_proj(space_tokens)], dim=1)
+        return keys, values, (time_tokens.shape[1], space_tokens.shape[1])
+
+    def forward(self, hidden_states, keys, values, split):
+        dropout = self.dropout if self.training else 0.0
+        time_keys, space_keys = keys.split(split, dim=1)
+        time_values, space_values = values.split(split, dim=1)
+        time_out = _multihead_attention(self.time_q_proj(hidden_states), time_keys, time_values, self.num_heads, dropout)
+        space_out = _multihead_attention(
+            self.space_q_proj(hidden_states), space_keys, space_values, self.num_heads, dropout
+        )
+        return self.out_proj(torch.cat([time_out, space_out], dim=-1))  # (B, q, 2 inner) -> (B, q, d)
+
+
+class FrozenCaptionerFullCrossAttention(nn.Module):
+    """Ablation baseline: the text attends over all t*s video tokens, O(q t s)."""
+
+    def __init__(self, config: FrozenCaptionerConfig):
+        super().__init__()
+        text_dim, vision_dim = config.text_config.hidden_size, config.vision_config.hidden_size
+        inner = config.adapter_hidden_size
+        self.num_heads = config.adapter_num_heads
+        self.dropout = config.adapter_dropout
+        self.video_layernorm = nn.LayerNorm(vision_dim, eps=config.vision_config.layer_norm_eps)
+        self.q_proj = nn.Linear(text_dim, inner)
+        self.k_proj = nn.Linear(vision_dim, inner)
+        self.v_proj = nn.Linear(vision_dim, inner)
+        self.out_proj = nn.Linear(inner, text_dim)
+
+    def project_visual(self, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tuple[int, ...]]:
+        tokens = self.video_layernorm(video.flatten(1, 2))  # (B, t, s, Dv) -> (B, t*s, Dv)
+        return self.k_proj(tokens), self.v_proj(tokens), (tokens.shape[1],)
+
+    def forward(self, hidden_states, keys, values, split):
+        dropout = self.dropout if self.training else 0.0
+        return self.out_proj(_multihead_attention(self.q_proj(hidden_states), keys, values, self.num_heads, dropout))
+
+
+class FrozenCaptionerGatedCrossAttentionLayer(GradientCheckpointingLayer):
+    """Pre-norm adapter with tanh gates (vector or scalar), run before one frozen decoder layer:
+
+        h = h + tanh(g_attn) * XAttn(LN(h), V)
+        h = h + tanh(g_ffn)  * FFN(LN(h))
+    """
+
+    def __init__(self, config: FrozenCaptionerConfig, layer_idx: int):
+        super().__init__()
+        dim = config.text_config.hidden_size
+        self.layer_idx = layer_idx  # the decoder layer this adapter runs before
+        self.cross_attn_layernorm = nn.LayerNorm(dim)
+        attention_cls = (
+            FrozenCaptionerSeparableCrossAttention
+            if config.cross_attention == "separable"
+            else FrozenCaptionerFullCrossAttention
+        )
+        self.cross_attn = attention_cls(config)
+        self.ffn_layernorm = nn.LayerNorm(dim)
+        self.fc1 = nn.Linear(dim, config.adapter_ffn_multiplier * dim)
+        self.fc2 = nn.Linear(config.adapter_ffn_multiplier * dim, dim)
+        self.dropout = config.adapter_dropout
+        gate_shape = (dim,) if config.gate_type == "vector" else (1,)
+        self.attn_gate = nn.Parameter(torch.full(gate_shape, config.gate_init))
+        self.ffn_gate = nn.Parameter(torch.full(gate_shape, config.gate_init))
+
+    def project_visual(self, video: torch.Tensor):
+        return self.cross_attn.project_visual(video)
+
+    def forward(self, hidden_states, visual_keys, visual_values, visual_kv_split):
+        residual = hidden_states
+        hidden_states = self.cross_attn(self.cross_attn_layernorm(hidden_states), visual_keys, visual_values, visual_kv_split)
+        hidden_states = residual + self.attn_gate.tanh() * hidden_states
+
+        residual = hidden_states
+        hidden_states = self.fc2(F.gelu(self.fc1(self.ffn_layernorm(hidden_states))))
+        hidden_states = F.dropout(hidden_states, p=self.dropout, training=self.training)
+        return residual + self.ffn_gate.tanh() * hidden_states
+
+
+class FrozenCaptionerPreTrainedModel(PreTrainedModel):
+    config_class = FrozenCaptionerConfig
+    config: FrozenCaptionerConfig
+    base_model_prefix = "model"
+    main_input_name = "pixel_values"
+    input_modalities = ("video", "image", "text")
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["TimesformerLayer", "OPTDecoderLayer", "FrozenCaptionerGatedCrossAttentionLayer"]
+    _supports_sdpa = True
+    _supports_attention_backend = True
+
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        # Named explicitly (as Idefics does) so that no generic init overwrites the configured gate value.
+        if isinstance(module, FrozenCaptionerGatedCrossAttentionLayer):
+            init.constant_(module.attn_gate, self.config.gate_init)
+            init.constant_(module.ffn_gate, self.config.gate_init)
+
+
+class FrozenCaptionerForConditionalGeneration(FrozenCaptionerPreTrainedModel, GenerationMixin):
+    r"""
+    Frozen TimeSformer + frozen OPT + trainable gated cross-attention adapters (sibling `ModuleList`, interleaved with
+    the decoder layers in an explicit loop). Images are one-frame videos.
+
+    Example:
+
+    ```python
+    >>> model = FrozenCaptionerForConditionalGeneration.from_pretrained_backbones(
+    ...     "facebook/timesformer-base-finetuned-k400", "facebook/opt-1.3b", adapter_layers=[12, 14, 16, 18, 20, 22])
+    >>> ids = model.generate(pixel_values=video, max_new_tokens=20)  # video: (batch, frames, 3, 224, 224)
+    ```"""
+
+    _tied_weights_keys = {"language_model.lm_head.weight": "language_model.model.decoder.embed_tokens.weight"}
+
+    def __init__(self, config: FrozenCaptionerConfig):
+        super().__init__(config)
+        # Built from config (VisionEncoderDecoder's pattern) so `from_pretrained` loads one state dict.
+        self.vision_model = AutoModel.from_config(config.vision_config)
+        self.language_model = AutoModelForCausalLM.from_config(config.text_config)
+        self.vision_model.config = self.config.vision_config
+        self.language_model.config = self.config.text_config
+        self.gated_cross_attn_layers = nn.ModuleList(
+            [FrozenCaptionerGatedCrossAttentionLayer(config, layer_idx) for layer_idx in config.adapter_layers]
+        )
+        self.gradient_checkpointing = False
+        self.post_init()
+        self.freeze_relevant_params()
+
+    # ------------------------------------------------------------------ freezing
+    def freeze_relevant_params(self):
+        """Apply `freeze_vision_model` / `freeze_language_model`. Run again after loading: `from_pretrained`
+        re-creates loaded parameters as trainable."""
+        if self.config.freeze_vision_model:
+            self.vision_model.requires_grad_(False)
+        if self.config.freeze_language_model:
+            self.language_model.requires_grad_(False)
+        self.gated_cross_attn_layers.requires_grad_(True)
+        self.train(self.training)
+
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        loaded = super().from_pretrained(*args, **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded
+        model.freeze_relevant_params()
+        return loaded
+
+    def train(self, mode: bool = True):
+        """Frozen towers stay in eval mode (no dropout, no checkpointing) whatever `mode` is."""
+        super().train(mode)
+        if self.config.freeze_vision_model:
+            self.vision_model.eval()
+        if self.config.freeze_language_model:
+            self.language_model.eval()
+        return self
+
+    @classmethod
+    def from_pretrained_backbones(cls, vision_model_name_or_path: str, text_model_name_or_path: str, **kwargs):
+        """Step 0 of training: pre-trained TimeSformer and OPT checkpoints, fresh adapters.
+
+        `kwargs` are `FrozenCaptionerConfig` fields (`adapter_layers`, `gate_init`, ...); `dtype`, `revision`,
+        `cache_dir`, `token` and `local_files_only` go to both towers' `from_pretrained`.
+        """
+        load_keys = ("dtype", "revision", "cache_dir", "token", "local_files_only", "attn_implementation")
+        load_kwargs = {k: kwargs.pop(k) for k in load_keys if k in kwargs}
+        vision = AutoModel.from_pretrained(vision_model_name_or_path, **load_kwargs)
+        text = AutoModelForCausalLM.from_pretrained(text_model_name_or_path, **load_kwargs)
+        if vision.config.model_type != "timesformer" or text.config.model_type != "opt":
+            raise ValueError(
+                f"expected a TimeSformer and an OPT checkpoint, got {vision.config.model_type!r} and {text.config.model_type!r}"
+            )
+        config = FrozenCaptionerConfig(vision_config=vision.config, text_config=text.config, **kwargs)
+        model = cls(config)
+        model.vision_model.load_state_dict(vision.state_dict())
+        model.language_model.load_state_dict(text.state_dict())
+        if "dtype" in load_kwargs and load_kwargs["dtype"] not in (None, "auto"):
+            model.to(load_kwargs["dtype"])
+        model.freeze_relevant_params()
+        return model
+
+    # ------------------------------------------------------------------ embeddings (peft / checkpointing hooks)
+    def get_input_embeddings(self):
+        return self.language_model.get_input_embeddings()
+
+    def set_input_embeddings(self, value):
+        self.language_model.set_input_embeddings(value)
+
+    def get_output_embeddings(self):
+        return self.language_model.get_output_embeddings()
+
+    def enable_input_require_grads(self):
+        """Hook only the text embeddings: TimeSformer's embedding module returns a tuple."""
+
+        def make_inputs_require_grads(module, input, output):
+            output.requires_grad_(True)
+
+        self._require_grads_hooks = [self.get_input_embeddings().register_forward_hook(make_inputs_require_grads)]
+        self._require_grads_hook = self._require_grads_hooks[0]
+
+    # ------------------------------------------------------------------ vision
+    @contextlib.contextmanager
+    def _vision_geometry(self, num_frames: int, width: int):
+        """HF TimeSformer layers reshape with `config.num_frames` / `config.image_size` (and give silently wrong
+        results when the input differs), so point them at the input's geometry for the duration of the call."""
+        configs = {id(m.config): m.config for m in self.vision_model.modules() if hasattr(m, "config")}
+        saved = [(c, c.num_frames, c.image_size) for c in configs.values()]
+        try:
+            for c, _, _ in saved:
+                c.num_frames, c.image_size = num_frames, width
+            yield
+        finally:
+            for c, frames, size in saved:
+                c.num_frames, c.image_size = frames, size
+
+    def _check_pixel_values(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        vc = self.config.vision_config
+        if not isinstance(pixel_values, torch.Tensor):
+            raise ValueError(f"pixel_values must be a torch.Tensor, got {type(pixel_values).__name__}")
+        if pixel_values.ndim == 4:  # (B, 3, H, W): images are one-frame videos
+            pixel_values = pixel_values.unsqueeze(1)
+        if pixel_values.ndim != 5:
+            raise ValueError(
+                f"pixel_values must have shape (batch, frames, channels, height, width), got rank {pixel_values.ndim} "
+                f"with shape {tuple(pixel_values.shape)}"
+            )
+        _, frames, channels, height, width = pixel_values.shape
+        if channels != vc.num_channels:
+            raise ValueError(
+                f"pixel_values has {channels} channels at dim 2, the vision tower expects {vc.num_channels} "
+                f"(shape must be (batch, frames, channels, height, width), got {tuple(pixel_values.shape)})"
+            )
+        if not 1 <= frames <= vc.num_frames:
+            raise ValueError(
+                f"pixel_values has {frames} frames; this model supports 1 to {vc.num_frames} "
+                "(vision_config.num_frames: the tower's learned time embeddings)"
+            )
+        if height % vc.patch_size or width % vc.patch_size:
+            raise ValueError(f"frame size {height}x{width} is not a multiple of the patch size {vc.patch_size}")
+        return pixel_values
+
+    def get_video_features(
+        self,
+        pixel_values: torch.FloatTensor,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+    ) -> BaseModelOutputWithPooling:
+        r"""
+        Run the vision tower on `pixel_values` of shape `(batch, frames, 3, height, width)` (or `(batch, 3, H, W)` for
+        images). Any frame count from 1 to `vision_config.num_frames` and any size that is a multiple of the patch
+        size are handled correctly. `last_hidden_state` is `[CLS] + patches` in TimeSformer's `(h w t)` order;
+        `pooler_output` is the CLS token.
+        """
+        pixel_values = self._check_pixel_values(pixel_values)
+        frames, width = pixel_values.shape[1], pixel_values.shape[-1]
+        frozen = not any(p.requires_grad for p in self.vision_model.parameters())
+        grad = contextlib.nullcontext() if not frozen else torch.no_grad()
+        with grad, self._vision_geometry(frames, width):
+            out = self.vision_model(
+                pixel_values.to(self.vision_model.dtype),
+                output_hidden_states=output_hidden_states,
+                output_attentions=output_attentions,
+                return_dict=True,
+            )
+        return BaseModelOutputWithPooling(
+            last_hidden_state=out.last_hidden_state,
+            pooler_output=out.last_hidden_state[:, 0],
+            hidden_states=out.hidden_states,
+            attentions=out.attentions,
+        )
+
+    def get_image_features(self, pixel_values: torch.FloatTensor, **kwargs) -> BaseModelOutputWithPooling:
+        """Images are one-frame videos: `(batch, 3, H, W)` -> `get_video_features`."""
+        if pixel_values.ndim == 4:
+            pixel_values = pixel_values.unsqueeze(1)
+        return self.get_video_features(pixel_values, **kwargs)
+
+    def _video_tokens(self, vision_hidden_states: torch.Tensor, num_frames: int | None = None) -> torch.Tensor:
+        """Tower output [B, 1 + s*t, D] in (h w t) order (patch-major) -> [B, t, s, D]; CLS dropped.
+
+        Also accepts an already shaped [B, t, s, D]. Without `num_frames`, a 3-D input is read with
+        s = (vision_config.image_size // patch_size) ** 2 patches per frame.
+        """
+        if vision_hidden_states.ndim == 4:
+            return vision_hidden_states
+        if vision_hidden_states.ndim != 3:
+            raise ValueError(
+                "vision_hidden_states must be the vision tower's last_hidden_state (batch, 1 + patches * frames, dim) "
+                f"or (batch, frames, patches, dim), got shape {tuple(vision_hidden_states.shape)}"
+            )
+        batch, tokens, dim = vision_hidden_states.shape
+        if num_frames is None:
+            vc = self.config.vision_config
+            patches = (vc.image_size // vc.patch_size) ** 2
+            if (tokens - 1) % patches:
+                raise ValueError(
+                    f"cannot split {tokens - 1} patch tokens into frames of {patches} patches "
+                    f"(vision_config.image_size={vc.image_size}); pass vision_hidden_states as (batch, frames, patches, dim)"
+                )
+            num_frames = (tokens - 1) // patches
+        if num_frames < 1 or (tokens - 1) % num_frames:
+            raise ValueError(f"{tokens - 1} patch tokens do not split into {num_frames} frames")
+        patches = vision_hidden_states[:, 1:].reshape(batch, (tokens - 1) // num_frames, num_frames, dim)  # (B, s, t, D)
+        return patches.transpose(1, 2)  # (B, t, s, D)
+
+    def compute_visual_key_values(self, video_tokens: torch.Tensor):
+        """Each adapter's visual keys/values, computed once per video: [B, n_adapters, 2, L, inner] and the split of L
+        (`(t, s)` for separable, `(t*s,)` for full cross-attention)."""
+        adapter_dtype = self.gated_cross_attn_layers[0].fc1.weight.dtype
+        video_tokens = video_tokens.to(adapter_dtype)
+        packed, split = [], None
+        for adapter in self.gated_cross_attn_layers:
+            keys, values, split = adapter.project_visual(video_tokens)
+            packed.append(torch.stack([keys, values], dim=1))  # (B, 2, L, inner)
+        return torch.stack(packed, dim=1), tuple(split)  # (B, n_adapters, 2, L, inner)
+
+    def _visual_inputs(self, pixel_values, vision_hidden_states, visual_key_values, visual_kv_split):
+        """Whichever visual input was given -> (packed adapter K/V, split, tower last_hidden_state or None)."""
+        given = [x is not None for x in (pixel_values, vision_hidden_states, visual_key_values)]
+        if sum(given) != 1:
+            raise ValueError(
+                "pass exactly one of pixel_values, vision_hidden_states or visual_key_values "
+                f"(got pixel_values={given[0]}, vision_hidden_states={given[1]}, visual_key_values={given[2]})"
+            )
+        if visual_key_values is not None:
+            if visual_kv_split is None:
+                raise ValueError("visual_key_values needs visual_kv_split (returned by compute_visual_key_values)")
+            return visual_key_values, tuple(visual_kv_split), None
+        num_frames = None
+        if pixel_values is not None:
+            pixel_values = self._check_pixel_values(pixel_values)
+            num_frames = pixel_values.shape[1]
+            vision_hidden_states = self.get_video_features(pixel_values).last_hidden_state
+        video_tokens = self._video_tokens(vision_hidden_states, num_frames)
+        keys_values, split = self.compute_visual_key_values(video_tokens)
+        return keys_values, split, vision_hidden_states if pixel_values is not None else None
+
+    # ------------------------------------------------------------------ forward
+    def forward(
+        self,
+        pixel_values: torch.FloatTensor | None = None,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        vision_hidden_states: torch.FloatTensor | None = None,
+        visual_key_values: torch.FloatTensor | None = None,
+        visual_kv_split: tuple[int, ...] | None = None,
+        past_key_values: Cache | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        position_ids: torch.LongTensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
+        **kwargs,
+    ) -> tuple | FrozenCaptionerCausalLMOutputWithPast:
+        r"""
+        Args:
+            pixel_values (`torch.FloatTensor` of shape `(batch_size, frames, 3, height, width)`, *optional*):
+                Video clips (frames=1 for images; `(batch_size, 3, H, W)` is read as images).
+            input_ids (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
+                Caption tokens, starting with OPT's BOS (token 2).
+            attention_mask (`torch.Tensor` of shape `(batch_size, sequence_length)`, *optional*):
+                1 for real tokens, 0 for padding.
+            vision_hidden_states (`torch.FloatTensor`, *optional*):
+                Cached vision tower output (`get_video_features(...).last_hidden_state`, shape
+                `(batch, 1 + patches * frames, dim)`, or `(batch, frames, patches, dim)`) instead of `pixel_values`.
+            visual_key_values (`torch.FloatTensor` of shape `(batch, n_adapters, 2, L, adapter_hidden)`, *optional*):
+                Adapters' projected visual keys/values (`compute_visual_key_values`); `generate()` passes these so
+                they are computed once per call. Needs `visual_kv_split`.
+            labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
+                Targets for the LM loss (shifted inside); `-100` is ignored.
+        """
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
+        output_hidden_states = (
+            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+        )
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError(
+                "pass exactly one of input_ids or inputs_embeds"
+                + (" (labels were given without text)" if labels is not None else "")
+            )
+        text_shape = (input_ids if input_ids is not None else inputs_embeds).shape[:2]
+        if labels is not None and tuple(labels.shape) != tuple(text_shape):
+            raise ValueError(f"labels shape {tuple(labels.shape)} does not match the text shape {tuple(text_shape)}")
+        if attention_mask is not None and attention_mask.shape[0] != text_shape[0]:
+            raise ValueError(f"attention_mask batch {attention_mask.shape[0]} != text batch {text_shape[0]}")
+
+        visual_kv, split, video_hidden = self._visual_inputs(
+            pixel_values, vision_hidden_states, visual_key_values, visual_kv_split
+        )
+        if visual_kv.shape[0] != text_shape[0]:
+            raise ValueError(f"video batch {visual_kv.shape[0]} != text batch {text_shape[0]}")
+
+        use_cache = use_cache if use_cache is not None else self.config.text_config.use_cache
+        if self.gradient_checkpointing and self.training and torch.is_grad_enabled() and use_cache:
+            logger.warning_once("use_cache=True is incompatible with gradient checkpointing; setting use_cache=False")
+            use_cache = False
+        hidden_states, past_key_values, all_hidden, all_attn = self._decode(
+            input_ids, inputs_embeds, attention_mask, position_ids, past_key_values, use_cache, visual_kv, split,
+            output_hidden_states, output_attentions, **kwargs,
+        )  # fmt: skip
+
+        lm = self.language_model
+        hidden_states = hidden_states[:, -logits_to_keep:] if isinstance(logits_to_keep, int) and logits_to_keep else hidden_states
+        logits = lm.lm_head(hidden_states)
+        loss = None
+        if labels is not None:
+            loss = lm.loss_function(logits=logits, labels=labels, vocab_size=self.config.text_config.vocab_size)
+
+        output = FrozenCaptionerCausalLMOutputWithPast(
+            loss=loss,
+            logits=logits,
+            past_key_values=past_key_values if use_cache else None,
+            hidden_states=all_hidden,
+            attentions=all_attn,
+            video_hidden_states=video_hidden,
+        )
+        return output if return_dict else output.to_tuple()
+
+    # Adapted from transformers.models.opt.modeling_opt.OPTDecoder.forward (v5.23): adapters interleaved in an explicit
+    # loop (Idefics' pattern), layers below the first adapter without autograd.
+    def _decode(
+        self,
+        input_ids,
+        inputs_embeds,
+        attention_mask,
+        position_ids,
+        past_key_values,
+        use_cache,
+        visual_kv,
+        split,
+        output_hidden_states,
+        output_attentions,
+        **kwargs,
+    ):
+        decoder = self.language_model.model.decoder
+        first_adapter = self.config.adapter_layers[0]
+        adapter_of = {layer: i for i, layer in enumerate(self.config.adapter_layers)}
+        lower_modules = [decoder.embed_tokens, decoder.embed_positions, decoder.project_in, *decoder.layers[:first_adapter]]
+        lower_trainable = any(p.requires_grad for m in lower_modules if m is not None for p in m.parameters())
+        grad_enabled = torch.is_grad_enabled()
+        checkpointing = self.gradient_checkpointing and self.training and grad_enabled
+
+        all_hidden = () if output_hidden_states else None
+        all_attn = () if output_attentions else None
+        hooks, all_attn_list = [], []
+        if output_attentions:
+            if self.config.text_config._attn_implementation != "eager":
+                logger.warning_once("output_attentions needs attn_implementation='eager'; weights may be None")
+            hooks = [layer.self_attn.register_forward_hook(lambda m, a, o: all_attn_list.append(o[1])) for layer in decoder.layers]
+
+        try:
+            with torch.set_grad_enabled(grad_enabled and lower_trainable):
+                if inputs_embeds is None:
+                    inputs_embeds = decoder.embed_tokens(input_ids)
+                if use_cache and past_key_values is None:
+                    past_key_values = DynamicCache(config=self.config.text_config)
+                past_seen_tokens = past_key_values.get_seq_length() if past_key_values is not None else 0
+                position_attention_mask = attention_mask
+                if position_attention_mask is None:
+                    seq_length = past_seen_tokens + inputs_embeds.shape[1]
+                    position_attention_mask = torch.ones(inputs_embeds.shape[0], seq_length, device=inputs_embeds.device)
+                if position_ids is None:
+                    position_ids = torch.cumsum(position_attention_mask, dim=1)
+                    position_ids = (position_ids * position_attention_mask - 1).long()[:, past_seen_tokens:]
+                causal_mask = create_causal_mask(
+                    config=self.config.text_config,
+                    inputs_embeds=inputs_embeds,
+                    attention_mask=attention_mask,
+                    past_key_values=past_key_values,
+                )
+                pos_embeds = decoder.embed_positions(position_attention_mask, past_seen_tokens, position_ids=position_ids)
+                if decoder.project_in is not None:
+                    inputs_embeds = decoder.project_in(inputs_embeds)
+                hidden_states = inputs_embeds + pos_embeds.to(inputs_embeds.device)
+
+            layer_kwargs = dict(attention_mask=causal_mask, position_ids=position_ids, **kwargs)
+            for idx, decoder_layer in enumerate(decoder.layers):
+                lower = idx < first_adapter
+                with torch.set_grad_enabled(grad_enabled and (lower_trainable or not lower)):
+                    if idx in adapter_of:
+                        a = adapter_of[idx]
+                        adapter = self.gated_cross_attn_layers[a]
+                        keys, values = visual_kv[:, a, 0], visual_kv[:, a, 1]
+                        hidden_states = adapter(hidden_states, keys, values, split)
+                    if output_hidden_states:
+                        all_hidden += (hidden_states,)
+                    if decoder.training and decoder.layerdrop > 0.0 and torch.rand([]) < decoder.layerdrop:
+                        continue
+                    if checkpointing and not lower and not decoder_layer.training:
+                        # Frozen upper layers sit in eval mode, where their own checkpointing is off; the adapters
+                        # still need gradients through them, so checkpoint them here (no cache writes on replay).
+                        hidden_states = self._gradient_checkpointing_func(
+                            partial(decoder_layer.__call__, past_key_values=None, use_cache=False, **layer_kwargs),
+                            hidden_states,
+                        )
+                    else:
+                        hidden_states = decoder_layer(
+                            hidden_states, past_key_values=past_key_values, use_cache=use_cache, **layer_kwargs
+                        )
+
+            if decoder.final_layer_norm is not None:
+                hidden_states = decoder.final_layer_norm(hidden_states)
+            if decoder.project_out is not None:
+                hidden_states = decoder.project_out(hidden_states)
+            if output_hidden_states:
+                all_hidden += (hidden_states,)
+        finally:
+            for hook in hooks:
+                hook.remove()
+        if output_attentions:
+            all_attn = tuple(all_attn_list)
+        return hidden_states, past_key_values, all_hidden, all_attn
+
+    # ------------------------------------------------------------------ generation
+    @torch.no_grad()
+    def generate(
+        self,
+        pixel_values: torch.FloatTensor | None = None,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        vision_hidden_states: torch.FloatTensor | None = None,
+        **kwargs,
+    ):
+        r"""
+        Caption videos (or images). The vision tower runs once and every adapter's visual keys/values are computed
+        once per call; they travel as a batch-first tensor (`visual_key_values`), so beam search and
+        `num_return_sequences` repeat them instead of recomputing. Without `input_ids`, decoding starts from the text
+        BOS token. All `GenerationMixin.generate` arguments (`num_beams`, `do_sample`, `top_p`, ...) apply.
+        """
+        visual_kv, split, _ = self._visual_inputs(
+            pixel_values, vision_hidden_states, kwargs.pop("visual_key_values", None), kwargs.pop("visual_kv_split", None)
+        )
+        batch = visual_kv.shape[0]
+        if input_ids is None:
+            bos = self.config.text_config.bos_token_id
+            input_ids = torch.full((batch, 1), bos, dtype=torch.long, device=visual_kv.device)
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        if input_ids.shape[0] != batch:
+            raise ValueError(f"video batch {batch} != input_ids batch {input_ids.shape[0]}")
+        return super().generate(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            visual_key_values=visual_kv,
+            visual_kv_split=split,
+            **kwargs,
+        )
+
+
+__all__ = [
+    "FrozenCaptionerCausalLMOutputWithPast",
+    "FrozenCaptionerGatedCrossAttentionLayer",
+    "FrozenCaptionerPreTrainedModel",
+    "FrozenCaptionerForConditionalGeneration",
+]
