@@ -18,8 +18,12 @@ AUTO_MAP = {
 }
 
 
-def save_hub_format(model: FrozenCaptionerForConditionalGeneration, processor: FrozenCaptionerProcessor | None,
-                    save_dir: str | os.PathLike, **save_kwargs) -> str:
+def save_hub_format(
+    model: FrozenCaptionerForConditionalGeneration,
+    processor: FrozenCaptionerProcessor | None,
+    save_dir: str | os.PathLike,
+    **save_kwargs,
+) -> str:
     """`save_pretrained` with the classes registered for the auto classes, so the folder loads with
     `AutoModel/AutoModelForImageTextToText/AutoProcessor.from_pretrained(dir, trust_remote_code=True)`.
 
@@ -29,7 +33,10 @@ def save_hub_format(model: FrozenCaptionerForConditionalGeneration, processor: F
     save_dir = os.fspath(save_dir)
     FrozenCaptionerConfig.register_for_auto_class()
     type(model).register_for_auto_class("AutoModel")
-    model.config.auto_map = {**(getattr(model.config, "auto_map", None) or {}), **{k: v for k, v in AUTO_MAP.items() if k != "AutoProcessor"}}
+    model.config.auto_map = {
+        **(getattr(model.config, "auto_map", None) or {}),
+        **{k: v for k, v in AUTO_MAP.items() if k != "AutoProcessor"},
+    }
     model.save_pretrained(save_dir, safe_serialization=True, **save_kwargs)
     if processor is not None:
         type(processor).register_for_auto_class("AutoProcessor")

@@ -9,7 +9,13 @@ import json
 import os
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
-from transformers import GPT2TokenizerFast, OPTConfig, PreTrainedTokenizerFast, TimesformerConfig, VideoMAEVideoProcessor
+from transformers import (
+    GPT2TokenizerFast,
+    OPTConfig,
+    PreTrainedTokenizerFast,
+    TimesformerConfig,
+    VideoMAEVideoProcessor,
+)
 
 from modeling_frozencaptioner import (
     FrozenCaptionerConfig,
@@ -59,8 +65,14 @@ def gpt2_bpe_tokenizer() -> GPT2TokenizerFast:
     )
 
 
-def tiny_config(vocab_size: int = 99, num_frames: int = 4, image_size: int = 16, **overrides) -> FrozenCaptionerConfig:
-    """Tester-sized TimeSformer (patch 4) + 4-layer OPT, adapters before layers 2 and 3."""
+def tiny_config(
+    vocab_size: int = 99, num_frames: int = 4, image_size: int = 16, text_init_std: float = 0.3, **overrides
+) -> FrozenCaptionerConfig:
+    """Tester-sized TimeSformer (patch 4) + 4-layer OPT, adapters before layers 2 and 3.
+
+    `text_init_std` stands in for pre-training: with OPT's default 0.02 a 32-wide frozen LM has tied embeddings so
+    small that no logit exceeds ~0.6 after the final LayerNorm, and no adapter can make it caption anything.
+    """
     vision = TimesformerConfig(
         image_size=image_size, patch_size=4, num_frames=num_frames, hidden_size=32, num_hidden_layers=2,
         num_attention_heads=4, intermediate_size=37, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
@@ -68,7 +80,7 @@ def tiny_config(vocab_size: int = 99, num_frames: int = 4, image_size: int = 16,
     text = OPTConfig(
         vocab_size=vocab_size, hidden_size=32, num_hidden_layers=4, num_attention_heads=4, ffn_dim=64,
         max_position_embeddings=64, word_embed_proj_dim=32, dropout=0.0, attention_dropout=0.0,
-        pad_token_id=1, bos_token_id=2, eos_token_id=2,
+        pad_token_id=1, bos_token_id=2, eos_token_id=2, init_std=text_init_std,
     )  # fmt: skip
     kwargs = dict(adapter_layers=[2, 3], adapter_hidden_size=32, adapter_num_heads=4, adapter_ffn_multiplier=2)
     kwargs.update(overrides)

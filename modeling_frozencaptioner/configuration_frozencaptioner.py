@@ -122,7 +122,9 @@ class FrozenCaptionerConfig(PreTrainedConfig):
                 f"vision_config.attention_type must be 'divided_space_time' (TimeSformer divST), got {self.vision_config.attention_type!r}"
             )
         if not isinstance(self.vision_config.image_size, int):
-            raise ValueError(f"vision_config.image_size must be an int (square crops), got {self.vision_config.image_size!r}")
+            raise ValueError(
+                f"vision_config.image_size must be an int (square crops), got {self.vision_config.image_size!r}"
+            )
 
         for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
             kwargs.setdefault(key, getattr(self.text_config, key, None))

@@ -63,6 +63,11 @@ def _multihead_attention(query, keys, values, num_heads, dropout):
     return out.transpose(1, 2).reshape(batch, q_len, inner)
 
 
+def separable_pool(video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """video [B, t, s, D] -> (max over space [B, t, D], max over time [B, s, D])."""
+    return video.amax(dim=2), video.amax(dim=1)
+
+
 class FrozenCaptionerSeparableCrossAttention(nn.Module):
     """Separable cross-attention (the paper's §3): O(q (t + s)) instead of O(q t s).
 
@@ -89,8 +94,8 @@ class FrozenCaptionerSeparableCrossAttention(nn.Module):
 
     def project_visual(self, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tuple[int, ...]]:
         """video [B, t, s, D_v] -> keys, values [B, t + s, inner] and the split (t, s)."""
-        time_tokens = self.time_layernorm(video.amax(dim=2))  # (B, t, s, Dv) -> max over space -> (B, t, Dv)
-        space_tokens = self.space_layernorm(video.amax(dim=1))  # (B, t, s, Dv) -> max over time -> (B, s, Dv)
+        time_tokens, space_tokens = separable_pool(video)  # (B, t, s, Dv) -> (B, t, Dv), (B, s, Dv)
+        time_tokens, space_tokens = self.time_layernorm(time_tokens), self.space_layernorm(space_tokens)
         keys = torch.cat([self.time_k_proj(time_tokens), self.space_k_proj(space_tokens)], dim=1)
         values = torch.cat([self.time_v_proj(time_tokens), self.space_v_proj(space_tokens)], dim=1)
         return keys, values, (time_tokens.shape[1], space_tokens.shape[1])
@@ -99,7 +104,9 @@ class FrozenCaptionerSeparableCrossAttention(nn.Module):
         dropout = self.dropout if self.training else 0.0
         time_keys, space_keys = keys.split(split, dim=1)
         time_values, space_values = values.split(split, dim=1)
-        time_out = _multihead_attention(self.time_q_proj(hidden_states), time_keys, time_values, self.num_heads, dropout)
+        time_out = _multihead_attention(
+            self.time_q_proj(hidden_states), time_keys, time_values, self.num_heads, dropout
+        )
         space_out = _multihead_attention(
             self.space_q_proj(hidden_states), space_keys, space_values, self.num_heads, dropout
         )
@@ -133,8 +140,8 @@ class FrozenCaptionerFullCrossAttention(nn.Module):
 class FrozenCaptionerGatedCrossAttentionLayer(GradientCheckpointingLayer):
     """Pre-norm adapter with tanh gates (vector or scalar), run before one frozen decoder layer:
 
-        h = h + tanh(g_attn) * XAttn(LN(h), V)
-        h = h + tanh(g_ffn)  * FFN(LN(h))
+    h = h + tanh(g_attn) * XAttn(LN(h), V)
+    h = h + tanh(g_ffn)  * FFN(LN(h))
     """
 
     def __init__(self, config: FrozenCaptionerConfig, layer_idx: int):
@@ -161,7 +168,9 @@ class FrozenCaptionerGatedCrossAttentionLayer(GradientCheckpointingLayer):
 
     def forward(self, hidden_states, visual_keys, visual_values, visual_kv_split):
         residual = hidden_states
-        hidden_states = self.cross_attn(self.cross_attn_layernorm(hidden_states), visual_keys, visual_values, visual_kv_split)
+        hidden_states = self.cross_attn(
+            self.cross_attn_layernorm(hidden_states), visual_keys, visual_values, visual_kv_split
+        )
         hidden_states = residual + self.attn_gate.tanh() * hidden_states
 
         residual = hidden_states
@@ -390,7 +399,9 @@ class FrozenCaptionerForConditionalGeneration(FrozenCaptionerPreTrainedModel, Ge
             num_frames = (tokens - 1) // patches
         if num_frames < 1 or (tokens - 1) % num_frames:
             raise ValueError(f"{tokens - 1} patch tokens do not split into {num_frames} frames")
-        patches = vision_hidden_states[:, 1:].reshape(batch, (tokens - 1) // num_frames, num_frames, dim)  # (B, s, t, D)
+        patches = vision_hidden_states[:, 1:].reshape(
+            batch, (tokens - 1) // num_frames, num_frames, dim
+        )  # (B, s, t, D)
         return patches.transpose(1, 2)  # (B, t, s, D)
 
     def compute_visual_key_values(self, video_tokens: torch.Tensor):
@@ -494,7 +505,9 @@ class FrozenCaptionerForConditionalGeneration(FrozenCaptionerPreTrainedModel, Ge
         )  # fmt: skip
 
         lm = self.language_model
-        hidden_states = hidden_states[:, -logits_to_keep:] if isinstance(logits_to_keep, int) and logits_to_keep else hidden_states
+        hidden_states = (
+            hidden_states[:, -logits_to_keep:] if isinstance(logits_to_keep, int) and logits_to_keep else hidden_states
+        )
         logits = lm.lm_head(hidden_states)
         loss = None
         if labels is not None:
@@ -529,7 +542,12 @@ class FrozenCaptionerForConditionalGeneration(FrozenCaptionerPreTrainedModel, Ge
         decoder = self.language_model.model.decoder
         first_adapter = self.config.adapter_layers[0]
         adapter_of = {layer: i for i, layer in enumerate(self.config.adapter_layers)}
-        lower_modules = [decoder.embed_tokens, decoder.embed_positions, decoder.project_in, *decoder.layers[:first_adapter]]
+        lower_modules = [
+            decoder.embed_tokens,
+            decoder.embed_positions,
+            decoder.project_in,
+            *decoder.layers[:first_adapter],
+        ]
         lower_trainable = any(p.requires_grad for m in lower_modules if m is not None for p in m.parameters())
         grad_enabled = torch.is_grad_enabled()
         checkpointing = self.gradient_checkpointing and self.training and grad_enabled
@@ -540,7 +558,10 @@ class FrozenCaptionerForConditionalGeneration(FrozenCaptionerPreTrainedModel, Ge
         if output_attentions:
             if self.config.text_config._attn_implementation != "eager":
                 logger.warning_once("output_attentions needs attn_implementation='eager'; weights may be None")
-            hooks = [layer.self_attn.register_forward_hook(lambda m, a, o: all_attn_list.append(o[1])) for layer in decoder.layers]
+            hooks = [
+                layer.self_attn.register_forward_hook(lambda m, a, o: all_attn_list.append(o[1]))
+                for layer in decoder.layers
+            ]
 
         try:
             with torch.set_grad_enabled(grad_enabled and lower_trainable):
@@ -552,7 +573,9 @@ class FrozenCaptionerForConditionalGeneration(FrozenCaptionerPreTrainedModel, Ge
                 position_attention_mask = attention_mask
                 if position_attention_mask is None:
                     seq_length = past_seen_tokens + inputs_embeds.shape[1]
-                    position_attention_mask = torch.ones(inputs_embeds.shape[0], seq_length, device=inputs_embeds.device)
+                    position_attention_mask = torch.ones(
+                        inputs_embeds.shape[0], seq_length, device=inputs_embeds.device
+                    )
                 if position_ids is None:
                     position_ids = torch.cumsum(position_attention_mask, dim=1)
                     position_ids = (position_ids * position_attention_mask - 1).long()[:, past_seen_tokens:]
@@ -562,7 +585,9 @@ class FrozenCaptionerForConditionalGeneration(FrozenCaptionerPreTrainedModel, Ge
                     attention_mask=attention_mask,
                     past_key_values=past_key_values,
                 )
-                pos_embeds = decoder.embed_positions(position_attention_mask, past_seen_tokens, position_ids=position_ids)
+                pos_embeds = decoder.embed_positions(
+                    position_attention_mask, past_seen_tokens, position_ids=position_ids
+                )
                 if decoder.project_in is not None:
                     inputs_embeds = decoder.project_in(inputs_embeds)
                 hidden_states = inputs_embeds + pos_embeds.to(inputs_embeds.device)
@@ -622,7 +647,10 @@ class FrozenCaptionerForConditionalGeneration(FrozenCaptionerPreTrainedModel, Ge
         BOS token. All `GenerationMixin.generate` arguments (`num_beams`, `do_sample`, `top_p`, ...) apply.
         """
         visual_kv, split, _ = self._visual_inputs(
-            pixel_values, vision_hidden_states, kwargs.pop("visual_key_values", None), kwargs.pop("visual_kv_split", None)
+            pixel_values,
+            vision_hidden_states,
+            kwargs.pop("visual_key_values", None),
+            kwargs.pop("visual_kv_split", None),
         )
         batch = visual_kv.shape[0]
         if input_ids is None:
@@ -642,6 +670,7 @@ class FrozenCaptionerForConditionalGeneration(FrozenCaptionerPreTrainedModel, Ge
 
 
 __all__ = [
+    "separable_pool",
     "FrozenCaptionerCausalLMOutputWithPast",
     "FrozenCaptionerGatedCrossAttentionLayer",
     "FrozenCaptionerPreTrainedModel",

@@ -82,7 +82,9 @@ class FrozenCaptionerProcessor(ProcessorMixin):
         data = {}
         if videos is not None or images is not None:
             clips = self._clips(videos, images, num_frames or self.num_frames)
-            pixels = self.video_processor(videos=clips, return_tensors=return_tensors, do_sample_frames=False, **kwargs)
+            pixels = self.video_processor(
+                videos=clips, return_tensors=return_tensors, do_sample_frames=False, **kwargs
+            )
             data["pixel_values"] = pixels["pixel_values"]
         if text is not None:
             data.update(self.tokenize_captions(text, max_length=max_length, return_tensors=return_tensors))
@@ -94,7 +96,9 @@ class FrozenCaptionerProcessor(ProcessorMixin):
             return [_as_frame_stack([image]) for image in images]
         if isinstance(videos, (np.ndarray, torch.Tensor)):
             if videos.ndim not in (4, 5):
-                raise ValueError(f"videos must be a (frames, H, W, 3) clip or a batch of clips, got shape {tuple(videos.shape)}")
+                raise ValueError(
+                    f"videos must be a (frames, H, W, 3) clip or a batch of clips, got shape {tuple(videos.shape)}"
+                )
             videos = [videos] if videos.ndim == 4 else list(videos)
         elif isinstance(videos, (list, tuple)) and videos and _is_frame(videos[0]):
             videos = [videos]  # a list of frames is one clip
