@@ -1,0 +1,62 @@
+"""Separable vs full cross-attention adapter at the paper's shapes: forward+backward time and FLOPs.
+
+t=16 frames, s=196 patches (224 px / 16), q=32 text tokens, OPT-1.3B width (2048, 32 heads), TimeSformer-base
+features (768). Prints both the cross-attention block (the part that differs) and the whole gated adapter layer (the
+FFN is the same in both). Run: `python -m benchmarks.bench_cross_attention [--batch 4]`.
+"""
+
+import argparse
+
+import torch
+
+from benchmarks.common import count_flops, device_and_dtype, human, median_time, paper_config
+from modeling_frozencaptioner.modeling_frozencaptioner import FrozenCaptionerGatedCrossAttentionLayer
+
+
+def run(kind, args, device, dtype):
+    config = paper_config(cross_attention=kind)
+    layer = FrozenCaptionerGatedCrossAttentionLayer(config, 0).to(device, dtype).train()
+    g = torch.Generator(device="cpu").manual_seed(0)
+    text = torch.randn(args.batch, args.q, config.text_config.hidden_size, generator=g).to(device, dtype)
+    video = torch.randn(args.batch, args.t, args.s, config.vision_config.hidden_size, generator=g).to(device, dtype)
+    text.requires_grad_(True)
+
+    def attention_only():
+        keys, values, split = layer.project_visual(video)
+        layer.cross_attn(layer.cross_attn_layernorm(text), keys, values, split).sum().backward()
+
+    def whole_layer():
+        keys, values, split = layer.project_visual(video)
+        layer(text, keys, values, split).sum().backward()
+
+    out = {}
+    for name, fn in (("xattn", attention_only), ("layer", whole_layer)):
+        out[name] = (median_time(fn, device, repeats=args.repeats), count_flops(fn))
+    return out
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--t", type=int, default=16)
+    parser.add_argument("--s", type=int, default=196)
+    parser.add_argument("--q", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--dtype", default="auto", choices=["auto", "fp32", "fp16", "bf16"])
+    args = parser.parse_args()
+    device, dtype = device_and_dtype(args.dtype)
+    print(f"device={device} dtype={dtype} threads={torch.get_num_threads()} batch={args.batch} t={args.t} s={args.s} "
+          f"q={args.q} text_dim=2048 heads=32 vision_dim=768")  # fmt: skip
+    results = {kind: run(kind, args, device, dtype) for kind in ("separable", "full")}
+    for part in ("xattn", "layer"):
+        (ts, fs), (tf, ff) = results["separable"][part], results["full"][part]
+        label = "cross-attention block" if part == "xattn" else "whole gated adapter (+FFN)"
+        print(f"{label:28s} fwd+bwd  separable {ts * 1e3:9.1f} ms {human(fs)}FLOP | full {tf * 1e3:9.1f} ms "
+              f"{human(ff)}FLOP | speed-up {tf / ts:5.2f}x  FLOP ratio {ff / fs:5.2f}x")  # fmt: skip
+    print(
+        f"token ratio t*s/(t+s) = {args.t * args.s / (args.t + args.s):.2f} (the O(q t s) vs O(q (t+s)) attention term)"
+    )
+
+
+if __name__ == "__main__":
+    main()
