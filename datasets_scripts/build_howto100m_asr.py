@@ -19,7 +19,7 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 
-from datasets_scripts.io_utils import VIDEO_EXTENSIONS, ErrorLog
+from datasets_scripts.io_utils import ErrorLog, find_video_file
 from datasets_scripts.training_rows import ShardWriter, sample_clips_jpeg, train_schema, write_card
 from datasets_scripts.video_io import VideoDecodeError, probe_video
 
@@ -39,14 +39,6 @@ def join_asr_segments(starts, ends, texts, clip_seconds: float = 8.0) -> list[tu
     if cur:
         clips.append((cur[0][0], max(c[1] for c in cur), " ".join(c[2] for c in cur)))
     return clips
-
-
-def find_video(video_dir: str, video_id: str) -> str | None:
-    for ext in VIDEO_EXTENSIONS:
-        p = os.path.join(video_dir, video_id + ext)
-        if os.path.exists(p):
-            return p
-    return None
 
 
 def _work(job):
@@ -91,7 +83,7 @@ def main(argv=None):
     jobs = []
     for vid in sorted(captions)[: args.max_videos]:
         c = captions[vid]
-        path = find_video(args.video_dir, vid)
+        path = find_video_file(args.video_dir, vid)
         if path is None:
             errors.write(os.path.join(args.video_dir, vid), "missing", "find", video_id=vid)
             continue

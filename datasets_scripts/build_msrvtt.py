@@ -18,7 +18,8 @@ import argparse
 import json
 from collections import defaultdict
 
-from datasets_scripts.caption_benchmarks import add_common_args, find_video_file, write_benchmark
+from datasets_scripts.caption_benchmarks import add_common_args, write_benchmark
+from datasets_scripts.io_utils import find_video_file
 
 
 EXPECTED = {"train": 6513, "val": 497, "test": 2990}

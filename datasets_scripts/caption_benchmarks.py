@@ -82,13 +82,3 @@ def write_benchmark(
     write_card(args.output_dir, name, eval_schema(), card_body, wanted, "other", schemas=schemas)
     print(f"[{name}] rows written: {written}", file=sys.stderr)
     return written
-
-
-def find_video_file(video_dir: str, stem: str) -> str | None:
-    from datasets_scripts.io_utils import VIDEO_EXTENSIONS
-
-    for ext in VIDEO_EXTENSIONS:
-        p = os.path.join(video_dir, stem + ext)
-        if os.path.exists(p):
-            return p
-    return None

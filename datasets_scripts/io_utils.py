@@ -35,6 +35,15 @@ def download(url: str, timeout: float = 30.0, suffix: str | None = None, tmp_dir
     return tmp
 
 
+def find_video_file(video_dir: str, stem: str) -> str | None:
+    """`video_dir/stem.<ext>` for the first video extension that exists, else None."""
+    for ext in VIDEO_EXTENSIONS:
+        path = os.path.join(video_dir, stem + ext)
+        if os.path.exists(path):
+            return path
+    return None
+
+
 def stable_hash(text: str) -> int:
     """Process-independent hash (Python's `hash` is salted per process)."""
     return int.from_bytes(hashlib.sha1(text.encode("utf-8")).digest()[:8], "big")
