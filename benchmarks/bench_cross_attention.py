@@ -9,11 +9,12 @@ import argparse
 
 import torch
 
-from benchmarks.common import count_flops, device_and_dtype, human, median_time, paper_config
+from benchmarks.common import count_flops, device_and_dtype, human, interleaved_median_times, paper_config
 from modeling_frozencaptioner.modeling_frozencaptioner import FrozenCaptionerGatedCrossAttentionLayer
 
 
-def run(kind, args, device, dtype):
+def step_functions(kind, args, device, dtype):
+    """{"xattn": fwd+bwd of the cross-attention block, "layer": fwd+bwd of the whole gated adapter layer}."""
     config = paper_config(cross_attention=kind)
     layer = FrozenCaptionerGatedCrossAttentionLayer(config, 0).to(device, dtype).train()
     g = torch.Generator(device="cpu").manual_seed(0)
@@ -29,10 +30,7 @@ def run(kind, args, device, dtype):
         keys, values, split = layer.project_visual(video)
         layer(text, keys, values, split).sum().backward()
 
-    out = {}
-    for name, fn in (("xattn", attention_only), ("layer", whole_layer)):
-        out[name] = (median_time(fn, device, repeats=args.repeats), count_flops(fn))
-    return out
+    return {"xattn": attention_only, "layer": whole_layer}
 
 
 def main():
@@ -41,15 +39,22 @@ def main():
     parser.add_argument("--t", type=int, default=16)
     parser.add_argument("--s", type=int, default=196)
     parser.add_argument("--q", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--dtype", default="auto", choices=["auto", "fp32", "fp16", "bf16"])
     args = parser.parse_args()
     device, dtype = device_and_dtype(args.dtype)
     print(f"device={device} dtype={dtype} threads={torch.get_num_threads()} batch={args.batch} t={args.t} s={args.s} "
           f"q={args.q} text_dim=2048 heads=32 vision_dim=768")  # fmt: skip
-    results = {kind: run(kind, args, device, dtype) for kind in ("separable", "full")}
+    fns = {
+        (kind, part): fn
+        for kind in ("separable", "full")
+        for part, fn in step_functions(kind, args, device, dtype).items()
+    }
+    times = interleaved_median_times(fns, device, repeats=args.repeats)
+    flops = {key: count_flops(fn) for key, fn in fns.items()}
     for part in ("xattn", "layer"):
-        (ts, fs), (tf, ff) = results["separable"][part], results["full"][part]
+        ts, fs = times["separable", part], flops["separable", part]
+        tf, ff = times["full", part], flops["full", part]
         label = "cross-attention block" if part == "xattn" else "whole gated adapter (+FFN)"
         print(f"{label:28s} fwd+bwd  separable {ts * 1e3:9.1f} ms {human(fs)}FLOP | full {tf * 1e3:9.1f} ms "
               f"{human(ff)}FLOP | speed-up {tf / ts:5.2f}x  FLOP ratio {ff / fs:5.2f}x")  # fmt: skip

@@ -10,7 +10,7 @@ import argparse
 
 import torch
 
-from benchmarks.common import count_flops, device_and_dtype, human, median_time, paper_config
+from benchmarks.common import count_flops, device_and_dtype, human, interleaved_median_times, paper_config
 from modeling_frozencaptioner import FrozenCaptionerForConditionalGeneration
 
 
@@ -39,7 +39,7 @@ def main():
         feats = torch.randn(args.batch, frames, 196, config.vision_config.hidden_size, device=device, dtype=dtype)
         return model.compute_visual_key_values(feats)
 
-    results = {}
+    fns = {}
     with torch.no_grad():
         bare_cache = model.language_model(input_ids=prompt, use_cache=True).past_key_values
 
@@ -47,7 +47,7 @@ def main():
             model.language_model(input_ids=step_ids, past_key_values=bare_cache, use_cache=True)
             bare_cache.crop(-1)  # drop the step token: every repeat decodes at the same position
 
-        results["bare"] = (median_time(bare_step, device, args.repeats), count_flops(bare_step))
+        fns["bare"] = bare_step
         for frames in (8, 16, 32):
             kv, split = video_kv(frames)
             cache = model(
@@ -64,7 +64,9 @@ def main():
                 )
                 cache.crop(-1)
 
-            results[frames] = (median_time(step, device, args.repeats), count_flops(step))
+            fns[frames] = step
+        times = interleaved_median_times(fns, device, repeats=args.repeats)
+        results = {name: (times[name], count_flops(fn)) for name, fn in fns.items()}
 
     floor = 1 + adapter_params / decoder_params
     (tb, fb), (t16, f16) = results["bare"], results[16]

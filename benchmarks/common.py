@@ -46,18 +46,21 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-def median_time(fn, device, repeats: int = 5, warmup: int = 1) -> float:
-    """Median wall time of `fn()` in seconds."""
-    for _ in range(warmup):
-        fn()
-    times = []
+def interleaved_median_times(fns: dict, device, repeats: int = 5, warmup: int = 1) -> dict:
+    """Median wall time (s) of each `fns[name]()`, the variants run in turn (A B C A B C ...) so that load from
+    other processes on a shared machine hits all of them alike instead of biasing the ratio."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times = {name: [] for name in fns}
     for _ in range(repeats):
-        sync(device)
-        start = time.perf_counter()
-        fn()
-        sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, fn in fns.items():
+            sync(device)
+            start = time.perf_counter()
+            fn()
+            sync(device)
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def count_flops(fn) -> int:
