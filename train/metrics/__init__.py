@@ -1,0 +1,1 @@
+"""Local `evaluate` metric modules (load with `evaluate.load("train/metrics/<name>")`)."""
