@@ -259,7 +259,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args, log=print) -> int:
-    from push_to_hub.upload import upload_staged
+    from push_to_hub.upload import upload_unless_dry_run
 
     stage_dir = args.dry_run or tempfile.mkdtemp(prefix="frozencaptioner-dataset-")
     try:
@@ -280,21 +280,9 @@ def run(args, log=print) -> int:
         log(f"staged {args.data_dir} -> {stage_dir}")
         report = validate_staged_dataset(stage_dir, expect_rows=card.data.dataset_info["splits"][0]["num_examples"])
         log(f"load_dataset check passed: {json.dumps(report)}")
-        if args.dry_run:
-            log(f"dry run: not uploading; the repo folder is {stage_dir}")
-            return 0
-        upload_staged(
-            stage_dir,
-            args.repo_id,
-            "dataset",
-            DATASET_ALLOW_PATTERNS,
-            private=args.private,
-            revision=args.revision,
-            commit_message=args.commit_message or "Upload FrozenCaptioner pseudolabel captions",
-            endpoint=args.endpoint,
-            log=log,
+        return upload_unless_dry_run(
+            stage_dir, args, "dataset", DATASET_ALLOW_PATTERNS, "Upload FrozenCaptioner pseudolabel captions", log=log
         )
-        return 0
     finally:
         if not args.dry_run:
             shutil.rmtree(stage_dir, ignore_errors=True)

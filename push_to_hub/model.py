@@ -507,7 +507,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args, log=print) -> int:
-    from push_to_hub.upload import upload_staged
+    from push_to_hub.upload import upload_unless_dry_run
 
     stage_dir = args.dry_run or tempfile.mkdtemp(prefix="frozencaptioner-model-")
     try:
@@ -535,21 +535,9 @@ def run(args, log=print) -> int:
         except Exception:
             log("the staged model failed its check: nothing was uploaded")
             raise
-        if args.dry_run:
-            log(f"dry run: not uploading; the repo folder is {stage_dir}")
-            return 0
-        upload_staged(
-            stage_dir,
-            args.repo_id,
-            "model",
-            MODEL_ALLOW_PATTERNS,
-            private=args.private,
-            revision=args.revision,
-            commit_message=args.commit_message or "Upload FrozenCaptioner model",
-            endpoint=args.endpoint,
-            log=log,
+        return upload_unless_dry_run(
+            stage_dir, args, "model", MODEL_ALLOW_PATTERNS, "Upload FrozenCaptioner model", log=log
         )
-        return 0
     finally:
         if not args.dry_run:
             shutil.rmtree(stage_dir, ignore_errors=True)

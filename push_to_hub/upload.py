@@ -105,3 +105,24 @@ def upload_staged(
 
 
 __all__ = ["resolve_token", "describe_token", "files_to_upload", "upload_staged"]
+
+
+def upload_unless_dry_run(
+    stage_dir: str, args, repo_type: str, allow_patterns, default_message: str, log=print
+) -> int:
+    """The end of both push commands: stop after staging with `--dry-run`, else upload the checked folder."""
+    if args.dry_run:
+        log(f"dry run: not uploading; the repo folder is {stage_dir}")
+        return 0
+    upload_staged(
+        stage_dir,
+        args.repo_id,
+        repo_type,
+        allow_patterns,
+        private=args.private,
+        revision=args.revision,
+        commit_message=args.commit_message or default_message,
+        endpoint=args.endpoint,
+        log=log,
+    )
+    return 0
