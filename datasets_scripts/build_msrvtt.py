@@ -19,7 +19,6 @@ import json
 from collections import defaultdict
 
 from datasets_scripts.caption_benchmarks import add_common_args, write_benchmark
-from datasets_scripts.io_utils import find_video_file
 
 
 EXPECTED = {"train": 6513, "val": 497, "test": 2990}
@@ -57,10 +56,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    splits = {
-        s: [(vid, find_video_file(args.video_dir, vid), refs) for vid, refs in items]
-        for s, items in read_msrvtt(args.annotations).items()
-    }
+    splits = read_msrvtt(args.annotations)
     body = """# MSR-VTT (captioning split)
 
 Original MSR-VTT captioning split (6513 train / 497 val / 2990 test videos, 20 references each), built with

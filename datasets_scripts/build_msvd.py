@@ -16,7 +16,6 @@ import csv
 from collections import defaultdict
 
 from datasets_scripts.caption_benchmarks import add_common_args, write_benchmark
-from datasets_scripts.io_utils import find_video_file
 
 
 EXPECTED = {"train": 1200, "val": 100, "test": 670}
@@ -65,10 +64,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    splits = {
-        s: [(vid, find_video_file(args.video_dir, vid), refs) for vid, refs in items]
-        for s, items in read_msvd(args.annotations, args.mapping).items()
-    }
+    splits = read_msvd(args.annotations, args.mapping)
     body = """# MSVD (YouTube2Text)
 
 Standard captioning split (1200 / 100 / 670 clips), English references only (~40 per clip), built with

@@ -10,7 +10,7 @@ import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
 
-from datasets_scripts.io_utils import ErrorLog
+from datasets_scripts.io_utils import ErrorLog, find_video_file
 from datasets_scripts.training_rows import ShardWriter, eval_schema, sample_clips_jpeg, train_schema, write_card
 from datasets_scripts.video_io import VideoDecodeError, probe_video
 
@@ -40,12 +40,17 @@ def _frames(job):
 
 def write_benchmark(
     name: str,
-    splits: dict[str, list[tuple[str, str | None, list[str]]]],
+    annotations: dict[str, list[tuple[str, list[str]]]],
     args,
     expected: dict[str, int],
     card_body: str,
 ) -> dict[str, int]:
-    """`splits`: `{split: [(video_id, video_path_or_None, references)]}`. Returns rows written per split."""
+    """`annotations`: `{split: [(video_id, references)]}`; videos are `args.video_dir/<video_id>.<ext>` (missing ones
+    are logged as errors). Returns rows written per split."""
+    splits = {
+        split: [(vid, find_video_file(args.video_dir, vid), refs) for vid, refs in items]
+        for split, items in annotations.items()
+    }
     errors = ErrorLog(os.path.join(args.output_dir, "errors.jsonl"))
     wanted = [s for s in args.splits.split(",") if s]
     written, schemas = {}, {}
