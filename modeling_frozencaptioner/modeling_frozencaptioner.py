@@ -370,8 +370,6 @@ class FrozenCaptionerForConditionalGeneration(FrozenCaptionerPreTrainedModel, Ge
 
     def get_image_features(self, pixel_values: torch.FloatTensor, **kwargs) -> BaseModelOutputWithPooling:
         """Images are one-frame videos: `(batch, 3, H, W)` -> `get_video_features`."""
-        if pixel_values.ndim == 4:
-            pixel_values = pixel_values.unsqueeze(1)
         return self.get_video_features(pixel_values, **kwargs)
 
     def _video_tokens(self, vision_hidden_states: torch.Tensor, num_frames: int | None = None) -> torch.Tensor:
@@ -429,9 +427,8 @@ class FrozenCaptionerForConditionalGeneration(FrozenCaptionerPreTrainedModel, Ge
             return visual_key_values, tuple(visual_kv_split), None
         num_frames = None
         if pixel_values is not None:
-            pixel_values = self._check_pixel_values(pixel_values)
-            num_frames = pixel_values.shape[1]
-            vision_hidden_states = self.get_video_features(pixel_values).last_hidden_state
+            vision_hidden_states = self.get_video_features(pixel_values).last_hidden_state  # validates the shape
+            num_frames = pixel_values.shape[1] if pixel_values.ndim == 5 else 1
         video_tokens = self._video_tokens(vision_hidden_states, num_frames)
         keys_values, split = self.compute_visual_key_values(video_tokens)
         return keys_values, split, vision_hidden_states if pixel_values is not None else None

@@ -47,8 +47,8 @@ def test_tower_layout_to_frames_patches_and_pooling_axes():
 
 
 def test_real_tower_tokens_follow_their_frame():
-    """Changing only frame 0's pixels changes (after the first layer mixes time) ... but the layout assumption is
-    checked directly on the embeddings: with no encoder layers, token (s, t) depends only on frame t."""
+    """The (h w t) layout on a real tower: with its encoder layers removed (they mix frames), token (s, t) depends
+    only on frame t, so changing frame 2's pixels changes exactly the tokens read as frame 2."""
     model = _model()
     vc = model.config.vision_config
     tower = TimesformerModel(type(vc)(**{**vc.to_dict(), "num_hidden_layers": 0})).eval()
