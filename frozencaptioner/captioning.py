@@ -81,8 +81,10 @@ def load_captioner(
     device: str | None = None,
     dtype: str | None = None,
     token: str | bool | None = None,
+    trust_remote_code: bool = True,
 ):
-    """`AutoModel` + `AutoProcessor` from a local model folder or a Hub repo id, with `trust_remote_code=True`.
+    """`AutoModel` + `AutoProcessor` from a local model folder or a Hub repo id, with `trust_remote_code=True` (set it
+    to False to use the locally installed, registered classes instead of the folder's code).
 
     Args:
         model_name_or_path: a folder written by `save_hub_format` / `push_to_hub model`, or a Hub repo id.
@@ -102,7 +104,7 @@ def load_captioner(
     if dtype is None:
         dtype = "float32" if str(device).startswith("cpu") else "auto"
     torch_dtype = dtype if dtype == "auto" else getattr(torch, dtype)
-    kwargs = {"trust_remote_code": True, "revision": revision}
+    kwargs = {"trust_remote_code": trust_remote_code, "revision": revision}
     if token is not None:
         kwargs["token"] = token
     name = os.fspath(model_name_or_path)

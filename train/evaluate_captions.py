@@ -28,6 +28,7 @@ if __package__ in (None, ""):
 
 import torch
 
+from frozencaptioner.captioning import load_captioner
 from train.data import CorruptSample, decode_frames
 
 
@@ -72,14 +73,6 @@ def load_eval_rows(patterns, max_videos=None) -> list[dict]:
     return rows
 
 
-def load_model(path, trust_remote_code=True):
-    from transformers import AutoModel, AutoProcessor
-
-    model = AutoModel.from_pretrained(path, trust_remote_code=trust_remote_code)
-    processor = AutoProcessor.from_pretrained(path, trust_remote_code=trust_remote_code)
-    return model.eval(), processor
-
-
 @torch.no_grad()
 def caption_rows(
     model, processor, rows, batch_size=16, num_frames=None, image_size=None, device="cpu", **generate_kwargs
@@ -120,8 +113,9 @@ def evaluate_split(args) -> dict:
     from accelerate import PartialState
 
     state = PartialState()
-    model, processor = load_model(args.model, args.trust_remote_code)
-    model.to(state.device)
+    model, processor = load_captioner(
+        args.model, device=state.device, dtype="auto", trust_remote_code=args.trust_remote_code
+    )
     rows = load_eval_rows(args.data_files, args.max_videos)
     generate_kwargs = {"max_new_tokens": args.max_new_tokens, "num_beams": args.num_beams, "do_sample": args.do_sample}
     with state.split_between_processes(list(range(len(rows)))) as mine:
