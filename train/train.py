@@ -413,24 +413,28 @@ def register_trainable_only_hooks(accelerator, model):
     takes the model out of accelerate's list and loads the trainable weights itself, strictly."""
     from safetensors.torch import load_file
 
-    trainable = {name for name, param in model.named_parameters() if param.requires_grad}
+    unwrapped = accelerator.unwrap_model(model)
+    trainable = {name for name, param in unwrapped.named_parameters() if param.requires_grad}
+
+    def plain(key: str) -> str:  # accelerate hands over unwrapped keys today; accept DDP's `module.` prefix too
+        return key[len("module.") :] if key.startswith("module.") else key
 
     def save_hook(models, weights, output_dir):
-        for i, state_dict in enumerate(weights):
-            for key in [k for k in state_dict if k not in trainable]:
+        for state_dict in weights:
+            for key in [k for k in state_dict if plain(k) not in trainable]:
                 del state_dict[key]
 
     def load_hook(models, input_dir):
         while models:
-            target = models.pop()
-            state_dict = load_file(os.path.join(input_dir, TRAINABLE_WEIGHTS), device=str(accelerator.device))
+            target = accelerator.unwrap_model(models.pop())
+            state_dict = {plain(k): v for k, v in load_file(os.path.join(input_dir, TRAINABLE_WEIGHTS)).items()}
             missing, unexpected = trainable - set(state_dict), set(state_dict) - trainable
             if missing or unexpected:
                 raise ValueError(
                     f"{input_dir}: trainable weights do not match this model: missing {sorted(missing)[:5]}, "
                     f"unexpected {sorted(unexpected)[:5]} (other adapters or LoRA settings?)"
                 )
-            target.load_state_dict(state_dict, strict=False)
+            target.load_state_dict(state_dict, strict=False)  # CPU tensors; copied into the parameters
 
     accelerator.register_save_state_pre_hook(save_hook)
     accelerator.register_load_state_pre_hook(load_hook)
