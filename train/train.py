@@ -34,6 +34,7 @@ import dataclasses
 import glob
 import hashlib
 import json
+import logging
 import os
 import re
 import resource
@@ -48,7 +49,6 @@ if __package__ in (None, ""):  # `accelerate launch train/train.py`: make the re
 import torch
 import yaml
 from accelerate import Accelerator, DistributedType
-from accelerate.logging import get_logger
 from accelerate.utils import DummyOptim, DummyScheduler, InitProcessGroupKwargs, ProjectConfiguration, set_seed
 from tqdm.auto import tqdm
 from transformers import get_scheduler
@@ -67,7 +67,7 @@ from train.data import (
 )
 
 
-logger = get_logger(__name__)
+logger = logging.getLogger(__name__)
 
 CHECKPOINT_PREFIX = "step_"
 COMPLETE_MARKER = "CHECKPOINT_COMPLETE"
@@ -330,7 +330,9 @@ def check_model_record(saved: dict, now: dict, checkpoint: str):
             "only the trainable weights; resume with the model the run started from"
         )
     if saved.get("source") != now["source"]:
-        logger.warning(f"{checkpoint}: the model moved from {saved.get('source')} to {now['source']} (same weights)")
+        logger.warning(
+            "%s: the model moved from %s to %s (same weights)", checkpoint, saved.get("source"), now["source"]
+        )
 
 
 # ----------------------------------------------------------------------------------------------- lr schedule
