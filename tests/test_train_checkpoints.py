@@ -1,19 +1,57 @@
 """Checkpoints (issue 10, points 1 and 3): `latest` is rank 0's choice on every rank, the model a run started from is
-recorded and a resume with other towers is refused."""
+recorded and a resume with other towers is refused; `tower_tensors` scans a checkpoint for frozen weights (used by the
+DDP, DeepSpeed and rehearsal tests)."""
 
+import glob
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
 import types
 
 import pytest
+import torch
 
 from train.train import COMPLETE_MARKER, check_model_record, load_checkpoint, model_record, parse_args
 
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def tower_tensors(checkpoint) -> list[tuple[str, str]]:
+    """(file, key) of every frozen-tower tensor (`vision_model.*` / `language_model.*`, LoRA excepted) stored
+    anywhere in a checkpoint folder: safetensors keys and every string-keyed tensor of the pickled files."""
+    from safetensors import safe_open
+
+    pattern = re.compile(r"^(module\.)?(_orig_mod\.)?(vision_model|language_model)\.")
+    found = []
+
+    def walk(obj, name):
+        if isinstance(obj, dict):
+            for key, value in obj.items():
+                if (
+                    isinstance(key, str)
+                    and isinstance(value, torch.Tensor)
+                    and pattern.match(key)
+                    and "lora_" not in key
+                ):
+                    found.append((name, key))
+                walk(value, name)
+        elif isinstance(obj, (list, tuple)):
+            for value in obj:
+                walk(value, name)
+
+    for path in glob.glob(os.path.join(str(checkpoint), "**", "*"), recursive=True):
+        name = os.path.relpath(path, checkpoint)
+        if path.endswith(".safetensors"):
+            with safe_open(path, framework="pt") as f:
+                found += [(name, k) for k in f.keys() if pattern.match(k) and "lora_" not in k]
+        elif path.endswith((".pt", ".bin", ".pkl")):
+            walk(torch.load(path, map_location="cpu", weights_only=False), name)
+    return found
+
 
 RESOLVE = r"""
 import json, os, sys

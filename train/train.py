@@ -643,6 +643,22 @@ class StepLog:
         self.file.close()
 
 
+def write_resources(args, accelerator, start_step: int, step: int, seconds: float):
+    """One line per launch and rank in `logs/resources_rank{r}.jsonl`: peak RSS of this process (DataLoader workers
+    are separate processes), peak CUDA memory, seconds per optimizer step of this launch."""
+    line = {
+        "start_step": start_step,
+        "end_step": step,
+        "seconds": seconds,
+        "seconds_per_step": seconds / max(1, step - start_step),
+        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,  # Linux: KiB
+        "peak_cuda_bytes": torch.cuda.max_memory_allocated() if torch.cuda.is_available() else None,
+    }
+    with open(os.path.join(args.output_dir, "logs", f"resources_rank{accelerator.process_index}.jsonl"), "a") as f:
+        f.write(json.dumps(line) + "\n")
+    return line
+
+
 def current_lr(optimizer) -> float:
     lr = optimizer.param_groups[0]["lr"]
     return float(lr) if not isinstance(lr, torch.Tensor) else lr.item()
@@ -778,6 +794,7 @@ def main(argv=None):
         if args.stop_after_steps is not None and step >= args.stop_after_steps and step < args.max_train_steps:
             accelerator.print(f"stopping after step {step} without a final save (--stop_after_steps)")
             log.close()
+            write_resources(args, accelerator, start_step, step, time.perf_counter() - train_start)
             accelerator.end_training()
             return None
     train_seconds = time.perf_counter() - train_start
@@ -799,10 +816,10 @@ def main(argv=None):
         is_main_process=accelerator.is_main_process,
         save_function=accelerator.save,
     )
-    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+    resources = write_resources(args, accelerator, start_step, step, train_seconds)
     totals = torch.tensor([sum(loader.corrupt.values()), sum(loader.rows.values())], device=accelerator.device)
     totals = accelerator.reduce(totals, reduction="sum").tolist()
-    per_rank = accelerator.gather(torch.tensor([[peak_rss, train_seconds]], dtype=torch.float64,
+    per_rank = accelerator.gather(torch.tensor([[resources["peak_rss_bytes"], train_seconds]], dtype=torch.float64,
                                                device=accelerator.device)).tolist()  # fmt: skip
     if accelerator.is_main_process:
         summary = {
