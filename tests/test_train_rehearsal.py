@@ -65,6 +65,8 @@ def write_paper_towers(root) -> tuple[str, str]:
     from frozencaptioner.tiny import gpt2_bpe_tokenizer
 
     text_dir, vision_dir = os.path.join(root, "opt-1.3b"), os.path.join(root, "timesformer-base-finetuned-k400")
+    if all(os.path.exists(os.path.join(d, "model.safetensors")) for d in (text_dir, vision_dir)):
+        return vision_dir, text_dir  # written by an earlier call into the same folder
     torch.manual_seed(0)
     opt_config = OPTConfig(**{k: v for k, v in OPT_1_3B.items() if k not in ("model_type", "torch_dtype")})
     text = OPTForCausalLM._from_config(opt_config, dtype=torch.float16)

@@ -30,6 +30,7 @@ Distributed settings (DDP vs DeepSpeed, precision, ZeRO stage) live in the accel
 """
 
 import argparse
+import contextlib
 import dataclasses
 import glob
 import hashlib
@@ -409,10 +410,32 @@ def resolve_checkpoint(args) -> str | None:
     return choice
 
 
-def register_trainable_only_hooks(accelerator, model):
-    """Non-DeepSpeed checkpoints: save and load only the parameters that require grad (adapters, LoRA). accelerate
-    calls the save hook with the state dicts it is about to write and the load hook before it loads; the load hook
-    takes the model out of accelerate's list and loads the trainable weights itself, strictly."""
+FROZEN_TOWERS = ("vision_model.", "language_model.")
+
+
+@contextlib.contextmanager
+def trainable_state_dict(model):
+    """While active, `model.state_dict()` holds only what training changes: the parameters that require grad
+    (adapters, LoRA) and the buffers outside the frozen towers. Both backends save the model through
+    `state_dict()` (DDP: accelerate's weights; DeepSpeed: `module_state_dict`, whose `exclude_frozen_parameters`
+    misses aliases of frozen weights such as OPT's `lm_head.weight`, tied to the 206 MB input embedding)."""
+    keep = {n for n, p in model.named_parameters() if p.requires_grad}
+    keep |= {n for n, _ in model.named_buffers() if not n.startswith(FROZEN_TOWERS)}
+
+    def hook(module, state_dict, prefix, local_metadata):
+        for key in [k for k in state_dict if k.startswith(prefix) and k[len(prefix) :] not in keep]:
+            del state_dict[key]
+
+    handle = model.register_state_dict_post_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def register_trainable_only_load_hook(accelerator, model):
+    """Non-DeepSpeed resume: accelerate would load its model file strictly into the whole model; this hook takes the
+    model out of accelerate's list and loads the trainable weights itself, checking they are exactly this model's."""
     from safetensors.torch import load_file
 
     unwrapped = accelerator.unwrap_model(model)
@@ -421,16 +444,11 @@ def register_trainable_only_hooks(accelerator, model):
     def plain(key: str) -> str:  # accelerate hands over unwrapped keys today; accept DDP's `module.` prefix too
         return key[len("module.") :] if key.startswith("module.") else key
 
-    def save_hook(models, weights, output_dir):
-        for state_dict in weights:
-            for key in [k for k in state_dict if plain(k) not in trainable]:
-                del state_dict[key]
-
     def load_hook(models, input_dir):
         while models:
             target = accelerator.unwrap_model(models.pop())
             state_dict = {plain(k): v for k, v in load_file(os.path.join(input_dir, TRAINABLE_WEIGHTS)).items()}
-            missing, unexpected = trainable - set(state_dict), set(state_dict) - trainable
+            missing, unexpected = trainable - set(state_dict), set(state_dict) - set(target.state_dict())
             if missing or unexpected:
                 raise ValueError(
                     f"{input_dir}: trainable weights do not match this model: missing {sorted(missing)[:5]}, "
@@ -438,7 +456,6 @@ def register_trainable_only_hooks(accelerator, model):
                 )
             target.load_state_dict(state_dict, strict=False)  # CPU tensors; copied into the parameters
 
-    accelerator.register_save_state_pre_hook(save_hook)
     accelerator.register_load_state_pre_hook(load_hook)
 
 
@@ -446,10 +463,12 @@ def directory_bytes(path) -> int:
     return sum(os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(path) for f in files)
 
 
-def save_checkpoint(accelerator, args, step: int, loader: MixedModalityLoader, run_state: dict) -> str:
+def save_checkpoint(accelerator, args, step: int, loader: MixedModalityLoader, run_state: dict, model) -> str:
+    """`model`: the unwrapped model (its frozen towers are left out of every file)."""
     path = os.path.join(args.output_dir, "checkpoints", f"{CHECKPOINT_PREFIX}{step:08d}")
     kwargs = {"exclude_frozen_parameters": True} if accelerator.distributed_type == DistributedType.DEEPSPEED else {}
-    accelerator.save_state(path, **kwargs)  # trainable weights, optimizer, scheduler, GradScaler, RNG of every process
+    with trainable_state_dict(model):
+        accelerator.save_state(path, **kwargs)  # trainable weights, optimizer, scheduler, GradScaler, RNG per process
     with open(os.path.join(path, f"trainer_state_rank{accelerator.process_index}.json"), "w") as f:
         json.dump({"step": step, "world_size": accelerator.num_processes, "data": loader.state_dict(), **run_state}, f)
     accelerator.wait_for_everyone()
@@ -531,7 +550,7 @@ def setup(args, accelerator) -> TrainSetup:
     optimizer, lr_scheduler = build_optimizer_and_scheduler(model, args, ds_config)
     model, optimizer, lr_scheduler = accelerator.prepare(model, optimizer, lr_scheduler)
     if accelerator.distributed_type != DistributedType.DEEPSPEED:
-        register_trainable_only_hooks(accelerator, model)
+        register_trainable_only_load_hook(accelerator, model)
     unwrapped = accelerator.unwrap_model(model)
     return TrainSetup(
         model=model,
@@ -790,7 +809,7 @@ def main(argv=None):
 
         if args.checkpointing_steps and step % args.checkpointing_steps == 0:
             log.flush()  # the lines of every step up to the checkpoint are on disk before it counts as complete
-            save_checkpoint(accelerator, args, step, loader, run.run_state)
+            save_checkpoint(accelerator, args, step, loader, run.run_state, unwrapped)
         if args.stop_after_steps is not None and step >= args.stop_after_steps and step < args.max_train_steps:
             accelerator.print(f"stopping after step {step} without a final save (--stop_after_steps)")
             log.close()
