@@ -4,6 +4,7 @@ import json
 import os
 import sys
 
+import numpy as np
 import pytest
 import torch
 from torch.overrides import TorchFunctionMode
@@ -115,3 +116,21 @@ def test_losses_go_to_the_host_once_per_logging_step(fp16_towers, tmp_path, fres
     assert [line["step"] for line in lines] == [1, 2, 3, 4, 5, 6]
     assert all(isinstance(line["loss"], float) and line["lr"] >= 0 for line in lines)
     assert all(len(line["modalities"]) == accumulation and len(set(line["modalities"])) == 1 for line in lines)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (the CPU AMP check is the setup test above)")
+def test_amp_fp16_cuda_training_from_fp16_towers(fp16_towers, tmp_path):
+    """DDP path with `--mixed_precision fp16` on one GPU from fp16-stored towers: fp32 trainables, finite losses."""
+    import subprocess
+
+    out = tmp_path / "amp"
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--mixed_precision", "fp16",
+           TRAIN_PY, *_argv(fp16_towers, out, "--max_train_steps", "4", "--logging_steps", "2")]  # fmt: skip
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(TRAIN_PY)), HF_HUB_OFFLINE="1")
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-6000:]
+    info = json.loads((out / "logs" / "run_info.json").read_text())
+    assert info["mixed_precision"] == "fp16" and info["model_dtype"] == "torch.float32"
+    losses = [json.loads(line)["loss"] for line in open(out / "logs" / "train_rank0.jsonl")]
+    assert len(losses) == 4 and all(np.isfinite(losses))
