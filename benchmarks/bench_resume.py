@@ -22,7 +22,6 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np
-import pyarrow.parquet as pq
 
 
 def parse_args():
@@ -36,28 +35,6 @@ def parse_args():
     p.add_argument("--row_group_size", type=int, default=1_000)
     p.add_argument("--repeats", type=int, default=3)
     return p.parse_args()
-
-
-class RowCounter:
-    """Rows pyarrow decodes (read_row_group / iter_batches), counted in this process."""
-
-    def __init__(self):
-        self.rows = 0
-        read_row_group, iter_batches = pq.ParquetFile.read_row_group, pq.ParquetFile.iter_batches
-        counter = self
-
-        def counted_read_row_group(self, *args, **kwargs):
-            table = read_row_group(self, *args, **kwargs)
-            counter.rows += table.num_rows
-            return table
-
-        def counted_iter_batches(self, *args, **kwargs):
-            for batch in iter_batches(self, *args, **kwargs):
-                counter.rows += batch.num_rows
-                yield batch
-
-        pq.ParquetFile.read_row_group = counted_read_row_group
-        pq.ParquetFile.iter_batches = counted_iter_batches
 
 
 def make_shards(root, args) -> list[str]:
@@ -82,11 +59,10 @@ def make_shards(root, args) -> list[str]:
 def main():
     args = parse_args()
     from frozencaptioner.tiny import tiny_processor, tiny_tokenizer
-    from train.data import IMAGE, CaptionBatchStream, ShardIndex
+    from train.data import IMAGE, CaptionBatchStream, ParquetReadCounter, ShardIndex
 
     processor = tiny_processor(tiny_tokenizer())
-    counter = RowCounter()
-    with tempfile.TemporaryDirectory() as root:
+    with tempfile.TemporaryDirectory() as root, ParquetReadCounter() as counter:
         files = make_shards(root, args)
         index = ShardIndex.from_files(files)
 

@@ -5,7 +5,6 @@ import logging
 import shutil
 
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
 
 from train.data import (
@@ -14,6 +13,7 @@ from train.data import (
     CaptionBatchStream,
     MixedModalityLoader,
     ModalitySampler,
+    ParquetReadCounter,
     ShardIndex,
     assign_part,
     check_data_state,
@@ -32,26 +32,10 @@ def processor():
     return tiny_processor(tiny_tokenizer(VOCABULARY))
 
 
-class RowCounter:
-    """Counts the rows pyarrow hands back (`ParquetFile.read_row_group` / `iter_batches`): what was decoded."""
-
-    def __init__(self, monkeypatch):
-        self.rows = 0
-        read_row_group, iter_batches = pq.ParquetFile.read_row_group, pq.ParquetFile.iter_batches
-        counter = self
-
-        def counted_read_row_group(self, *args, **kwargs):
-            table = read_row_group(self, *args, **kwargs)
-            counter.rows += table.num_rows
-            return table
-
-        def counted_iter_batches(self, *args, **kwargs):
-            for batch in iter_batches(self, *args, **kwargs):
-                counter.rows += batch.num_rows
-                yield batch
-
-        monkeypatch.setattr(pq.ParquetFile, "read_row_group", counted_read_row_group)
-        monkeypatch.setattr(pq.ParquetFile, "iter_batches", counted_iter_batches)
+@pytest.fixture
+def counter():
+    with ParquetReadCounter() as c:
+        yield c
 
 
 # ----------------------------------------------------------------------------------------------- the split
@@ -94,10 +78,9 @@ def test_split_64_ranks_x_8_workers_simulation(num_files):
     )
 
 
-def test_planning_reads_footers_only(tmp_path, monkeypatch, processor):
+def test_planning_reads_footers_only(tmp_path, counter, processor):
     rows = training_rows(60, "image", seed=3)
     files = [write_parquet_shard(tmp_path / f"f{i}.parquet", rows[i * 20 : (i + 1) * 20], 6) for i in range(3)]
-    counter = RowCounter(monkeypatch)
     index = ShardIndex.from_files(files)
     stream = CaptionBatchStream(files, processor, IMAGE, 4, 1, index=index, consumed=7)
     assert stream.position(7, part=0, num_parts=1) == (0, 0, 7)  # 60 rows = 15 batches, one 16-batch window
@@ -106,14 +89,13 @@ def test_planning_reads_footers_only(tmp_path, monkeypatch, processor):
 
 
 @pytest.mark.parametrize("num_files", [3, 5])
-def test_two_ranks_two_workers_read_only_their_rows(tmp_path, monkeypatch, processor, num_files):
+def test_two_ranks_two_workers_read_only_their_rows(tmp_path, counter, processor, num_files):
     """Rows read through the real parquet reader, per (rank, worker), over files with several row groups each."""
     rows = training_rows(23 * num_files, "image", seed=num_files)
     files = []
     for i in range(num_files):
         part = rows[i * 23 : (i + 1) * 23]
         files.append(write_parquet_shard(tmp_path / f"s{i}.parquet", part, row_group_size=5 + i))
-    counter = RowCounter(monkeypatch)
     index = ShardIndex.from_files(files)
     seen, yielded, read = [], [], []
     for rank in range(2):
@@ -141,7 +123,7 @@ def resume_shards(tmp_path_factory):
 
 
 @pytest.mark.parametrize("consumed_rows", [10**3, 10**5])
-def test_resume_reads_one_block_not_the_consumed_rows(resume_shards, monkeypatch, processor, consumed_rows):
+def test_resume_reads_one_block_not_the_consumed_rows(resume_shards, processor, consumed_rows):
     """A stream resumed after `consumed_rows` rows reads at most shuffle buffer + bucket window + one row group before
     its first batch, and that batch is the uninterrupted stream's next one (10^5 rows = 42 epochs of this data)."""
     batch_size, bucket_batches, shuffle_buffer = 8, 4, 300
@@ -157,8 +139,8 @@ def test_resume_reads_one_block_not_the_consumed_rows(resume_shards, monkeypatch
         if index == consumed:
             expected = [row["id"] for row in batch]
             break
-    counter = RowCounter(monkeypatch)
-    item = next(iter(stream(consumed)))
+    with ParquetReadCounter() as counter:
+        item = next(iter(stream(consumed)))
     bound = shuffle_buffer + batch_size * bucket_batches + full.index.max_unit_rows
     assert counter.rows <= bound, (counter.rows, bound)
     assert item["meta"]["index"] == consumed and item["meta"]["ids"] == expected

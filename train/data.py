@@ -342,6 +342,40 @@ class ParquetRowReader:
         return rows
 
 
+class ParquetReadCounter:
+    """Counts the rows pyarrow decodes in this process (`ParquetFile.read_row_group` / `iter_batches`, the calls
+    `ParquetRowReader` makes) while active: `with ParquetReadCounter() as counter: ...; counter.rows`. For the tests
+    and `benchmarks/bench_resume.py`."""
+
+    def __init__(self):
+        self.rows = 0
+
+    def __enter__(self):
+        import pyarrow.parquet as pq
+
+        self._saved = pq.ParquetFile.read_row_group, pq.ParquetFile.iter_batches
+        read_row_group, iter_batches = self._saved
+        counter = self
+
+        def counted_read_row_group(handle, *args, **kwargs):
+            table = read_row_group(handle, *args, **kwargs)
+            counter.rows += table.num_rows
+            return table
+
+        def counted_iter_batches(handle, *args, **kwargs):
+            for batch in iter_batches(handle, *args, **kwargs):
+                counter.rows += batch.num_rows
+                yield batch
+
+        pq.ParquetFile.read_row_group, pq.ParquetFile.iter_batches = counted_read_row_group, counted_iter_batches
+        return self
+
+    def __exit__(self, *exc):
+        import pyarrow.parquet as pq
+
+        pq.ParquetFile.read_row_group, pq.ParquetFile.iter_batches = self._saved
+
+
 # ----------------------------------------------------------------------------------------------- streaming batches
 def worker_skip_count(consumed: int, worker: int, num_workers: int) -> int:
     """How many of the first `consumed` batches of a stream came from `worker`: batch j is produced by worker
