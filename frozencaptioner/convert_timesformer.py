@@ -349,6 +349,9 @@ def convert_timesformer(
     os.makedirs(parent, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=f".{os.path.basename(output_dir)}.tmp-", dir=parent)
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it 0700; the model folder is shared like any other
         model.save_pretrained(staging)
         processor.save_pretrained(staging)
         _check_output_dir(output_dir)  # again: it may have been filled while we converted

@@ -207,6 +207,9 @@ def test_cli_converts_reports_head_and_saves_a_loadable_folder(tiny):
     assert list(processor.image_mean) == [0.5, 0.4, 0.3] and list(processor.image_std) == [0.2, 0.25, 0.3]
     assert processor.crop_size["height"] == processor.crop_size["width"] == 16
     assert not [p for p in os.listdir(tiny["root"]) if ".tmp-" in p]  # no staging folder left behind
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(tiny["t8"]).st_mode & 0o777 == 0o777 & ~umask  # not mkdtemp's 0700
 
 
 @pytest.mark.parametrize(
