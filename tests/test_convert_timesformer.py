@@ -325,8 +325,8 @@ def test_space_only_checkpoint_and_bad_heads_are_refused(tiny):
 
 
 def test_prefixes_and_bare_state_dicts_convert_alike(tiny, tmp_path):
-    """`model.` (wrapper), `module.model.` (DDP) and no prefix give the same weights; a bare state dict file (no
-    `model_state`, no `cfg`) converts with the original's default normalisation."""
+    """`model.` (wrapper), `module.model.` (DDP) and no prefix give the same weights; a legacy (non-zip) file loads;
+    a bare state dict file (no `model_state`, no `cfg`) converts with the original's default normalisation."""
     bare = _strip(tiny["sd"])
     ref, _, dropped = convert_state_dict(tiny["sd"], num_attention_heads=4)
     assert dropped == ["model.head.bias", "model.head.weight"]
@@ -339,6 +339,10 @@ def test_prefixes_and_bare_state_dicts_convert_alike(tiny, tmp_path):
     no_bias = {k: v for k, v in bare.items() if not k.endswith("qkv.bias")}
     _, config, _ = convert_state_dict(no_bias, num_attention_heads=4)
     assert config.qkv_bias is False
+    torch.save({"model_state": tiny["sd"]}, tmp_path / "legacy.pyth", _use_new_zipfile_serialization=False)
+    legacy, cfg = load_original_checkpoint(str(tmp_path / "legacy.pyth"))  # pre-1.6 format: read without mmap
+    assert cfg is None and legacy.keys() == tiny["sd"].keys()
+    assert all(torch.equal(legacy[k], v) for k, v in tiny["sd"].items())
     torch.save(bare, tmp_path / "bare.pth")
     convert_timesformer(str(tmp_path / "bare.pth"), str(tmp_path / "out"), num_attention_heads=4)
     assert list(AutoVideoProcessor.from_pretrained(tmp_path / "out").image_mean) == [0.45, 0.45, 0.45]
