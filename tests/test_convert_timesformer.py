@@ -388,8 +388,11 @@ def test_unsafe_or_foreign_files_are_refused_and_existing_output_is_kept(tiny, t
 @pytest.mark.slow
 def test_vit_b16_96_frames(tmp_path, caplog):
     """The paper's encoder shape: ViT-B/16 at 224 px with 96 time embeddings (heads from the default 768 // 64).
-    The 96-frame tower on 2 frames equals the reference; the `--num_frames 8` tower on 8 frames equals the 96-frame
-    tower on 8 frames bit for bit. float32 throughout (float64 doubles time and memory at this size)."""
+    The 96-frame tower on 2 frames equals the reference (float32: float64 doubles time and memory at this size).
+    The `--num_frames 8` tower equals the 96-frame tower on 8 frames: every weight but the time embeddings is
+    identical and the embedding outputs on 8 frames are equal bit for bit, so the layers above, the same
+    deterministic function of both, give equal outputs (the full 8-frame forward is compared in the default suite's
+    `test_resampled_tower_equals_full_tower_exactly`; here it would cost two 8-frame ViT-B forwards, ~20 s)."""
     sd = original_state_dict(**VIT_B16)
     ckpt = save_pyth(tmp_path / "vit_b16.pyth", sd, size=224, classes=VIT_B16["classes"], optimizer=False)
     with caplog.at_level("INFO", logger="frozencaptioner.convert_timesformer"):
@@ -399,13 +402,17 @@ def test_vit_b16_96_frames(tmp_path, caplog):
     full = _load(str(tmp_path / "t96"), torch.float32)
     c = full.config
     assert (c.num_frames, c.hidden_size, c.num_hidden_layers, c.num_attention_heads, c.intermediate_size) == (96, 768, 12, 12, 3072)  # fmt: skip
-    assert (c.image_size, c.patch_size) == (224, 16)
+    assert (c.image_size, c.patch_size, c.layer_norm_eps, c.qkv_bias) == (224, 16, 1e-6, True)
 
     video = torch.randn(1, 2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
     expected = reference_forward(_strip(sd), video.transpose(1, 2), heads=12)  # (1, 1 + 196 * 2, 768)
     torch.testing.assert_close(run_tower(full, video), expected, rtol=1e-4, atol=1e-4)
 
     resampled = _load(str(tmp_path / "t8"), torch.float32)
-    assert torch.equal(resampled.embeddings.time_embeddings, sd["model.time_embed"][:, ::12])
-    video = torch.randn(1, 8, 3, 224, 224, generator=torch.Generator().manual_seed(1))
-    assert torch.equal(run_tower(resampled, video), run_tower(full, video))
+    full_sd, resampled_sd = full.state_dict(), resampled.state_dict()
+    assert resampled_sd.keys() == full_sd.keys()
+    assert [k for k in full_sd if not torch.equal(full_sd[k], resampled_sd[k])] == ["embeddings.time_embeddings"]
+    assert torch.equal(resampled_sd["embeddings.time_embeddings"], sd["model.time_embed"][:, ::12])
+    video = torch.randn(2, 8, 3, 224, 224, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():  # the embeddings resample at run time from the input's frame count (no config needed)
+        assert torch.equal(resampled.embeddings(video), full.embeddings(video))  # (2, 1 + 196 * 8, 768)
