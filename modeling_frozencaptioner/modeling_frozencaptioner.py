@@ -7,6 +7,8 @@ the folder can be copied into a Hub repository as is and loaded with `trust_remo
 """
 
 import contextlib
+import dataclasses
+import inspect
 from dataclasses import dataclass
 from functools import partial
 
@@ -18,8 +20,9 @@ from transformers import initialization as init
 from transformers.cache_utils import Cache, DynamicCache
 from transformers.masking_utils import create_causal_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
-from transformers.modeling_outputs import BaseModelOutputWithPooling
-from transformers.utils import ModelOutput, logging
+from transformers.modeling_outputs import BaseModelOutputWithPooling, CausalLMOutputWithPast
+from transformers.models.opt.modeling_opt import OPTDecoderLayer
+from transformers.utils import logging
 
 from .configuration_frozencaptioner import FrozenCaptionerConfig
 
@@ -27,15 +30,34 @@ from .configuration_frozencaptioner import FrozenCaptionerConfig
 logger = logging.get_logger(__name__)
 
 
+# ---------------------------------------------------------------------------------------------- cross-version names
+# transformers 5.24 renamed the self-attention cache `past_key_values` -> `cache` in ModelOutput fields, forward
+# signatures, generate()'s model kwargs and `create_causal_mask` (old names are deprecated aliases until 5.40). The
+# names are read off the installed library's own signatures, so no call of ours goes through a deprecation shim.
+def _cache_name(fn) -> str:
+    """The keyword under which `fn` takes the KV cache in the installed transformers."""
+    return "cache" if "cache" in inspect.signature(fn).parameters else "past_key_values"
+
+
+_OUTPUT_CACHE_FIELD = (
+    "cache" if "cache" in {f.name for f in dataclasses.fields(CausalLMOutputWithPast)} else "past_key_values"
+)
+_LAYER_CACHE_KWARG = _cache_name(OPTDecoderLayer.forward)
+_MASK_CACHE_KWARG = _cache_name(create_causal_mask)
+
+
 @dataclass
-class FrozenCaptionerCausalLMOutputWithPast(ModelOutput):
+class FrozenCaptionerCausalLMOutputWithPast(CausalLMOutputWithPast):
     r"""
-    Output of [`FrozenCaptionerForConditionalGeneration`]; fields follow `IdeficsCausalLMOutputWithPast`.
+    Output of [`FrozenCaptionerForConditionalGeneration`]: transformers' `CausalLMOutputWithPast` (so its cache field
+    is `past_key_values` up to 5.23 and `cache` from 5.24, whichever the installed version uses) plus the video
+    tower's output; the fields follow `IdeficsCausalLMOutputWithPast`.
 
     Args:
         loss (`torch.FloatTensor` of shape `(1,)`, *optional*): language-modelling loss (labels `-100` ignored).
         logits (`torch.FloatTensor` of shape `(batch_size, sequence_length, vocab_size)`).
-        past_key_values (`Cache`, *optional*): the decoder's self-attention cache.
+        cache / past_key_values (`Cache`, *optional*): the decoder's self-attention cache (the installed version's
+            name).
         hidden_states (`tuple(torch.FloatTensor)`, *optional*): input of every decoder layer (after its adapter, if
             any) plus the final output, with `output_hidden_states=True`.
         attentions (`tuple(torch.FloatTensor)`, *optional*): decoder self-attention weights, with
@@ -44,11 +66,6 @@ class FrozenCaptionerCausalLMOutputWithPast(ModelOutput):
             *optional*): the vision tower's last hidden state, when it ran in this call.
     """
 
-    loss: torch.FloatTensor | None = None
-    logits: torch.FloatTensor | None = None
-    past_key_values: Cache | None = None
-    hidden_states: tuple[torch.FloatTensor, ...] | None = None
-    attentions: tuple[torch.FloatTensor, ...] | None = None
     video_hidden_states: torch.FloatTensor | None = None
 
 
@@ -179,6 +196,10 @@ class FrozenCaptionerGatedCrossAttentionLayer(GradientCheckpointingLayer):
         return residual + self.ffn_gate.tanh() * hidden_states
 
 
+# The auto classes a saved folder maps to this model (config.json `auto_map`).
+_MODEL_AUTO_CLASSES = ("AutoModel", "AutoModelForImageTextToText")
+
+
 class FrozenCaptionerPreTrainedModel(PreTrainedModel):
     config_class = FrozenCaptionerConfig
     config: FrozenCaptionerConfig
@@ -189,6 +210,20 @@ class FrozenCaptionerPreTrainedModel(PreTrainedModel):
     _no_split_modules = ["TimesformerLayer", "OPTDecoderLayer", "FrozenCaptionerGatedCrossAttentionLayer"]
     _supports_sdpa = True
     _supports_attention_backend = True
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """`PreTrainedModel.save_pretrained`, writing a folder that `AutoModel`, `AutoModelForImageTextToText`
+        (`trust_remote_code=True`) load: `register_for_auto_class` records one auto class per model class, so the
+        other auto classes of `_AUTO_MAP` are added to `config.auto_map` here; the `.py` files are copied by
+        transformers' `custom_object_save`. This is what `Trainer`, accelerate and peft call."""
+        module = type(self).__module__.rsplit(".", 1)[
+            -1
+        ]  # "modeling_frozencaptioner", also when loaded as remote code
+        self.config.auto_map = {
+            **(getattr(self.config, "auto_map", None) or {}),
+            **{auto: f"{module}.{type(self).__name__}" for auto in _MODEL_AUTO_CLASSES},
+        }
+        return super().save_pretrained(save_directory, *args, **kwargs)
 
     def _init_weights(self, module):
         super()._init_weights(module)
@@ -442,6 +477,7 @@ class FrozenCaptionerForConditionalGeneration(FrozenCaptionerPreTrainedModel, Ge
         vision_hidden_states: torch.FloatTensor | None = None,
         visual_key_values: torch.FloatTensor | None = None,
         visual_kv_split: tuple[int, ...] | None = None,
+        cache: Cache | None = None,
         past_key_values: Cache | None = None,
         inputs_embeds: torch.FloatTensor | None = None,
         labels: torch.LongTensor | None = None,
@@ -467,9 +503,15 @@ class FrozenCaptionerForConditionalGeneration(FrozenCaptionerPreTrainedModel, Ge
             visual_key_values (`torch.FloatTensor` of shape `(batch, n_adapters, 2, L, adapter_hidden)`, *optional*):
                 Adapters' projected visual keys/values (`compute_visual_key_values`); `generate()` passes these so
                 they are computed once per call. Needs `visual_kv_split`.
+            cache (`Cache`, *optional*):
+                The decoder's self-attention cache. `past_key_values` is the same argument under its pre-5.24 name
+                (transformers up to 5.23 passes that one from `generate()`); give at most one of them.
             labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
                 Targets for the LM loss (shifted inside); `-100` is ignored.
         """
+        if cache is not None and past_key_values is not None:
+            raise ValueError("pass the KV cache as `cache` or as `past_key_values`, not both")
+        cache = cache if cache is not None else past_key_values
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
         output_hidden_states = (
@@ -496,8 +538,8 @@ class FrozenCaptionerForConditionalGeneration(FrozenCaptionerPreTrainedModel, Ge
         if self.gradient_checkpointing and self.training and torch.is_grad_enabled() and use_cache:
             logger.warning_once("use_cache=True is incompatible with gradient checkpointing; setting use_cache=False")
             use_cache = False
-        hidden_states, past_key_values, all_hidden, all_attn = self._decode(
-            input_ids, inputs_embeds, attention_mask, position_ids, past_key_values, use_cache, visual_kv, split,
+        hidden_states, cache, all_hidden, all_attn = self._decode(
+            input_ids, inputs_embeds, attention_mask, position_ids, cache, use_cache, visual_kv, split,
             output_hidden_states, output_attentions, **kwargs,
         )  # fmt: skip
 
@@ -513,22 +555,32 @@ class FrozenCaptionerForConditionalGeneration(FrozenCaptionerPreTrainedModel, Ge
         output = FrozenCaptionerCausalLMOutputWithPast(
             loss=loss,
             logits=logits,
-            past_key_values=past_key_values if use_cache else None,
             hidden_states=all_hidden,
             attentions=all_attn,
             video_hidden_states=video_hidden,
+            **{_OUTPUT_CACHE_FIELD: cache if use_cache else None},
         )
         return output if return_dict else output.to_tuple()
 
-    # Adapted from transformers.models.opt.modeling_opt.OPTDecoder.forward (v5.23): adapters interleaved in an explicit
-    # loop (Idefics' pattern), layers below the first adapter without autograd.
+    # Adapted from transformers.models.opt.modeling_opt.OPTDecoder.forward (v5.23, checked against v5.24): adapters
+    # interleaved in an explicit loop (Idefics' pattern), layers below the first adapter without autograd.
+    # The loop relies on these OPT / transformers internals (each is exercised by tests/test_modeling.py and
+    # tests/test_generation.py on both ends of TESTED_TRANSFORMERS, see .ci/run):
+    #   decoder.embed_tokens, decoder.embed_positions(attention_mask, past_len, position_ids=...), decoder.project_in,
+    #   decoder.project_out, decoder.final_layer_norm, decoder.layers, decoder.layerdrop, decoder.training,
+    #   OPTDecoderLayer(hidden_states, attention_mask=, position_ids=, use_cache=, <cache kwarg>=) returning a tensor,
+    #   layer.self_attn (forward hook, output[1] = attention weights), config._attn_implementation,
+    #   create_causal_mask(config=, inputs_embeds=, attention_mask=, <cache kwarg>=), DynamicCache(config=),
+    #   Cache.get_seq_length(), self._gradient_checkpointing_func (set by activation_checkpointing_enable),
+    #   lm.lm_head, lm.loss_function(logits=, labels=, vocab_size=).
+    # The cache keyword is `past_key_values` up to 5.23 and `cache` from 5.24 (_LAYER_CACHE_KWARG, _MASK_CACHE_KWARG).
     def _decode(
         self,
         input_ids,
         inputs_embeds,
         attention_mask,
         position_ids,
-        past_key_values,
+        cache,
         use_cache,
         visual_kv,
         split,
@@ -564,9 +616,9 @@ class FrozenCaptionerForConditionalGeneration(FrozenCaptionerPreTrainedModel, Ge
             with torch.set_grad_enabled(grad_enabled and lower_trainable):
                 if inputs_embeds is None:
                     inputs_embeds = decoder.embed_tokens(input_ids)
-                if use_cache and past_key_values is None:
-                    past_key_values = DynamicCache(config=self.config.text_config)
-                past_seen_tokens = past_key_values.get_seq_length() if past_key_values is not None else 0
+                if use_cache and cache is None:
+                    cache = DynamicCache(config=self.config.text_config)
+                past_seen_tokens = cache.get_seq_length() if cache is not None else 0
                 position_attention_mask = attention_mask
                 if position_attention_mask is None:
                     seq_length = past_seen_tokens + inputs_embeds.shape[1]
@@ -580,7 +632,7 @@ class FrozenCaptionerForConditionalGeneration(FrozenCaptionerPreTrainedModel, Ge
                     config=self.config.text_config,
                     inputs_embeds=inputs_embeds,
                     attention_mask=attention_mask,
-                    past_key_values=past_key_values,
+                    **{_MASK_CACHE_KWARG: cache},
                 )
                 pos_embeds = decoder.embed_positions(
                     position_attention_mask, past_seen_tokens, position_ids=position_ids
@@ -606,12 +658,14 @@ class FrozenCaptionerForConditionalGeneration(FrozenCaptionerPreTrainedModel, Ge
                         # Frozen upper layers sit in eval mode, where their own checkpointing is off; the adapters
                         # still need gradients through them, so checkpoint them here (no cache writes on replay).
                         hidden_states = self._gradient_checkpointing_func(
-                            partial(decoder_layer.__call__, past_key_values=None, use_cache=False, **layer_kwargs),
+                            partial(
+                                decoder_layer.__call__, **{_LAYER_CACHE_KWARG: None}, use_cache=False, **layer_kwargs
+                            ),
                             hidden_states,
                         )
                     else:
                         hidden_states = decoder_layer(
-                            hidden_states, past_key_values=past_key_values, use_cache=use_cache, **layer_kwargs
+                            hidden_states, **{_LAYER_CACHE_KWARG: cache}, use_cache=use_cache, **layer_kwargs
                         )
 
             if decoder.final_layer_norm is not None:
@@ -625,7 +679,7 @@ class FrozenCaptionerForConditionalGeneration(FrozenCaptionerPreTrainedModel, Ge
                 hook.remove()
         if output_attentions:
             all_attn = tuple(all_attn_list)
-        return hidden_states, past_key_values, all_hidden, all_attn
+        return hidden_states, cache, all_hidden, all_attn
 
     # ------------------------------------------------------------------ generation
     @torch.no_grad()
@@ -665,6 +719,9 @@ class FrozenCaptionerForConditionalGeneration(FrozenCaptionerPreTrainedModel, Ge
             **kwargs,
         )
 
+
+# `save_pretrained` copies this file and its relative imports and writes `auto_map` (see `save_pretrained` above).
+FrozenCaptionerForConditionalGeneration.register_for_auto_class("AutoModel")
 
 __all__ = [
     "separable_pool",

@@ -364,8 +364,6 @@ def stage_model(
     `eval_results`: evaluation JSON file(s) (`parse_eval_results`); default `<model_dir>/eval_results.json` when that
     file exists. `card_kwargs` go to `build_model_card`. Returns `(model, processor, card)`.
     """
-    from frozencaptioner.saving import save_hub_format
-
     if os.path.isdir(stage_dir) and os.listdir(stage_dir):
         raise FileExistsError(f"staging folder {stage_dir} is not empty")
     if os.path.abspath(stage_dir) == os.path.abspath(model_dir):
@@ -384,7 +382,8 @@ def stage_model(
     card_kwargs.setdefault("model_name", eval_model_name)
     card_kwargs.setdefault("eval_source", ", ".join(os.path.basename(p) for p in eval_paths) if rows else None)
     os.makedirs(stage_dir, exist_ok=True)
-    save_hub_format(model, processor, stage_dir)
+    model.save_pretrained(stage_dir)  # the Hub remote-code folder: auto_map + the .py files
+    processor.save_pretrained(stage_dir)
     strip_load_time_keys(stage_dir)
     card = build_model_card(model, processor, repo_id, rows, **card_kwargs)
     card.save(os.path.join(stage_dir, "README.md"))

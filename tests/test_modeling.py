@@ -238,7 +238,7 @@ def test_gradient_checkpointing_gives_the_same_gradients():
     for checkpointing in (False, True):
         model = _model()
         if checkpointing:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
             model.enable_input_require_grads()  # hooks only the text embeddings (TimeSformer's returns a tuple)
         model.train()
         counts = {"adapter": 0, "upper": 0, "lower": 0}
