@@ -54,7 +54,6 @@ from accelerate.utils import DummyOptim, DummyScheduler, InitProcessGroupKwargs,
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
-from frozencaptioner.saving import save_hub_format
 from modeling_frozencaptioner import FrozenCaptionerForConditionalGeneration, FrozenCaptionerProcessor
 from train.data import (
     IMAGE,
@@ -531,7 +530,7 @@ def setup(args, accelerator) -> TrainSetup:
     ds_config = ds_plugin.deepspeed_config if ds_plugin is not None else {}
     model, processor = load_model_and_processor(args, dtype=deepspeed_dtype(ds_config))
     if args.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     model.train()
     run_state = {
         "model": model_record(args, model),
@@ -827,14 +826,12 @@ def main(argv=None):
     # accelerate's get_state_dict would clone every tensor on every rank (+3.6 GB per rank at the paper's shape).
     gathered = is_deepspeed and zero_stage == 3 or accelerator.distributed_type == DistributedType.FSDP
     state_dict = accelerator.get_state_dict(model) if gathered else None
-    save_hub_format(
-        unwrapped,
-        run.processor if accelerator.is_main_process else None,
-        final_dir,
-        state_dict=state_dict,
-        is_main_process=accelerator.is_main_process,
-        save_function=accelerator.save,
+    # accelerate's final save (STYLE.md §6); plain save_pretrained writes auto_map and the remote-code .py files
+    unwrapped.save_pretrained(
+        final_dir, state_dict=state_dict, is_main_process=accelerator.is_main_process, save_function=accelerator.save
     )
+    if accelerator.is_main_process:
+        run.processor.save_pretrained(final_dir)
     resources = write_resources(args, accelerator, start_step, step, train_seconds)
     totals = torch.tensor([sum(loader.corrupt.values()), sum(loader.rows.values())], device=accelerator.device)
     totals = accelerator.reduce(totals, reduction="sum").tolist()
