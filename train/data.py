@@ -195,7 +195,7 @@ class ShardIndex:
         self.footers = footers
         counts = [len(f["rows"]) for f in footers]
         self.unit_file = np.repeat(np.arange(len(files), dtype=np.int64), counts)
-        self.unit_group = np.concatenate([np.arange(n, dtype=np.int64) for n in counts]) if sum(counts) else np.zeros(0, np.int64)  # fmt: skip
+        self.unit_group = np.concatenate([np.arange(n, dtype=np.int64) for n in counts] + [np.zeros(0, np.int64)])
         self.unit_rows = np.array([r for f in footers for r in f["rows"]], dtype=np.int64)
         self.num_rows = int(self.unit_rows.sum())
 
