@@ -207,7 +207,9 @@ class FrozenCaptionerConfig(PreTrainedConfig):
         if int(max_num_frames) < 1:
             raise ValueError(f"max_num_frames must be >= 1, got {max_num_frames}")
         self.max_num_frames = int(max_num_frames)
-        tower_width = self._vision_width(self.vision_config)
+        # a given width (e.g. from config.json) is checked where that is cheap; a timm architecture is built (on the
+        # meta device) only when the width is not known
+        tower_width = self._vision_width(self.vision_config, build=vision_hidden_size is None)
         if vision_hidden_size is not None and tower_width is not None and int(vision_hidden_size) != tower_width:
             raise ValueError(f"vision_hidden_size={vision_hidden_size} but the vision tower's width is {tower_width}")
         self.vision_hidden_size = int(vision_hidden_size if vision_hidden_size is not None else tower_width)
@@ -254,13 +256,15 @@ class FrozenCaptionerConfig(PreTrainedConfig):
         return vision_config
 
     @staticmethod
-    def _vision_width(vision_config) -> int | None:
+    def _vision_width(vision_config, build: bool = True) -> int | None:
         """Width of the tower's output tokens: `hidden_size`, or a timm model's `num_features` (from its saved config,
-        else from the architecture built on the meta device: no weights are allocated)."""
+        else, with `build`, from the architecture built on the meta device: no weights are allocated)."""
         if vision_config.model_type != "timm_wrapper":
             return vision_config.hidden_size
         if getattr(vision_config, "num_features", None):
             return int(vision_config.num_features)
+        if not build:
+            return None
         timm = import_timm()
         model_args = {k: v for k, v in (vision_config.model_args or {}).items() if k != "num_classes"}
         with torch.device("meta"):

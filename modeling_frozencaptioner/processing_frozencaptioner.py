@@ -106,6 +106,11 @@ def _image_processor_kwargs(image_processor) -> dict:
     resample = kwargs.get("resample")
     if resample is not None and not isinstance(resample, int):  # a PILImageResampling member
         kwargs["resample"] = int(getattr(resample, "value", resample))
+    size = kwargs.get("size") or {}
+    if not kwargs["do_center_crop"] and "height" in size and "width" in size:
+        # a fixed resize (SigLIP): a centre crop to that same size is a no-op, and `crop_size` then states the output
+        # size for every tower kind (what train.py / evaluate_captions read)
+        kwargs.update(do_center_crop=True, crop_size={"height": size["height"], "width": size["width"]})
     return kwargs
 
 
@@ -208,6 +213,20 @@ class FrozenCaptionerProcessor(ProcessorMixin):
         self.num_frames = int(num_frames)
         self.max_length = int(max_length)
         super().__init__(video_processor, tokenizer, **kwargs)
+
+    def set_image_size(self, image_size: int):
+        """Preprocess to `image_size` x `image_size` frames from now on (the paper fine-tunes at 320-380 after
+        pre-training at 224), keeping the tower's own rule: the resize keeps its ratio to the crop (timm's
+        `1 / crop_pct`, CLIP's and TimeSformer's 1), a fixed resize (SigLIP) becomes `image_size` square. The model
+        interpolates position embeddings for TimeSformer, CLIP and SigLIP; a timm ViT needs `dynamic_img_size`."""
+        video_processor = self.video_processor
+        size = _plain_size(video_processor.size) or {}
+        crop = _plain_size(getattr(video_processor, "crop_size", None)) or {}
+        if not getattr(video_processor, "do_center_crop", False) or "height" not in crop:
+            raise ValueError(f"set_image_size needs a centre-cropping video processor, got size={size}, crop={crop}")
+        ratio = {key: value / crop["height"] for key, value in size.items() if key != "longest_edge"}
+        video_processor.size = {key: math.floor(image_size * r + 1e-6) for key, r in ratio.items()}
+        video_processor.crop_size = {"height": image_size, "width": image_size}
 
     @classmethod
     def from_pretrained_backbones(

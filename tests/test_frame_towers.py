@@ -30,6 +30,7 @@ from modeling_frozencaptioner import (
     FrozenCaptionerProcessor,
     video_processor_for_tower,
 )
+from modeling_frozencaptioner.processing_frozencaptioner import _plain_size
 
 
 pytest.importorskip("timm")  # the timm kinds; CI installs the `test` extra
@@ -419,6 +420,16 @@ def test_processor_preprocesses_frames_as_the_towers_own_image_processor(kind, t
     processor.save_pretrained(tmp_path)
     reloaded = FrozenCaptionerProcessor.from_pretrained(tmp_path)
     assert torch.equal(reloaded(videos=[clip])["pixel_values"][0], ours)
+    # another crop (the paper fine-tunes at 320-380): the tower's resize rule, scaled
+    reloaded.set_image_size(24)
+    assert reloaded(videos=[clip])["pixel_values"].shape[-2:] == (24, 24)
+    resize = {
+        "clip": {"shortest_edge": 24},
+        "siglip": {"height": 24, "width": 24},
+        "timm_vit": {"shortest_edge": 25},
+        "timm_cnn": {"shortest_edge": 27},
+    }[kind]  # timm: crop_pct 0.9 / 0.875 (17 / 16, 36 / 32 px)
+    assert _plain_size(reloaded.video_processor.size) == resize
 
 
 # ---------------------------------------------------------------- remote code
@@ -444,8 +455,8 @@ def test_every_tower_kind_reloads_as_remote_code_in_a_fresh_process(tmp_path):
         sys.modules["timm"] = None  # from here the TimeSformer folder loads as if timm were not installed
         clip = np.random.default_rng(0).integers(0, 256, (6, 40, 40, 3), dtype=np.uint8)
         for kind in {list(VISION_KINDS)!r}:
-            if kind != "timesformer":
-                sys.modules.pop("timm", None)  # timm towers: transformers' TimmWrapper imports timm
+            if kind != "timesformer" and "timm" in sys.modules and sys.modules["timm"] is None:
+                del sys.modules["timm"]  # timm towers: transformers' TimmWrapper imports timm
             folder = {str(tmp_path)!r} + "/" + kind
             model = AutoModel.from_pretrained(folder, trust_remote_code=True).eval()
             processor = AutoProcessor.from_pretrained(folder, trust_remote_code=True)
@@ -464,5 +475,5 @@ def test_every_tower_kind_reloads_as_remote_code_in_a_fresh_process(tmp_path):
     result = subprocess.run(
         [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
     )
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.returncode == 0, (result.returncode, result.stdout[-1000:], result.stderr[-3000:])
     assert "OK" in result.stdout
