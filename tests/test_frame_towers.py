@@ -53,7 +53,8 @@ def _pixels(model, batch=2, frames=4, seed=0, distinct=False):
 
 
 def _time_embeddings(model):
-    return [layer.cross_attn.time_embeddings for layer in model.gated_cross_attn_layers]
+    embeddings = [layer.cross_attn.time_embeddings for layer in model.gated_cross_attn_layers]
+    return [e for e in embeddings if e is not None]
 
 
 def _rel(a, b):
