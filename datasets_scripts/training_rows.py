@@ -25,6 +25,7 @@ Input shards are owned by one work unit each (`io_utils.owner_unit`: stable hash
 
 import functools
 import glob
+import itertools
 import json
 import os
 import re
@@ -44,6 +45,7 @@ from datasets_scripts.video_io import encode_jpeg, read_frames_at, read_image, r
 
 ROW_GROUP_ROWS = 64  # rows per parquet row group, at most
 ROW_GROUP_BYTES = 16 << 20  # bytes of cell data per row group, about (a group closes once it reaches this)
+_WRITER_IDS = itertools.count()
 
 
 def train_schema():
@@ -102,9 +104,9 @@ class ShardWriter:
         clear (`bool`, *optional*, defaults to `True`): first delete this writer's existing shards (the name pattern
             above), so a rerun starts this split (or this input shard's output) from scratch.
         stem (`str`, *optional*): shard names are `<stem>-NNNNN.parquet` (resumable builders: `stem` = input shard).
-        tmp_tag (`str`, *optional*): temp files go to `<out_dir>/tmp/<tmp_tag>/` (default `<host>-<pid>`); one folder
-            per writer, removed by `close()`: the shared `tmp/` is never removed (another process may be creating its
-            own folder in it at that moment).
+        tmp_tag (`str`, *optional*): temp files go to `<out_dir>/tmp/<tmp_tag>/` (default `<host>-<pid>-<n>`, unique
+            per writer); one folder per writer, removed by `close()`. The shared `tmp/` is never removed: another
+            process (rank) may be creating its own folder in it at that moment.
         row_group_rows, row_group_bytes (`int`, *optional*): row-group bounds (`ROW_GROUP_ROWS`, `ROW_GROUP_BYTES`).
     """
 
@@ -126,7 +128,7 @@ class ShardWriter:
         self.base = stem if stem is not None else f"{split}-{prefix}"
         self.sep = "-" if stem is not None else ""
         self.data_dir = os.path.join(out_dir, "data")
-        self.tmp_dir = os.path.join(out_dir, "tmp", tmp_tag or writer_tag())
+        self.tmp_dir = os.path.join(out_dir, "tmp", tmp_tag or f"{writer_tag()}-{next(_WRITER_IDS)}")
         os.makedirs(self.data_dir, exist_ok=True)
         if clear:
             for p in self.existing_shards():
