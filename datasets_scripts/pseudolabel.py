@@ -601,9 +601,6 @@ def main(argv=None) -> dict:
 def run(args, captioner=None) -> dict:
     """Pseudolabel this process's part of the input (see the module docstring). `captioner`: a ready `Captioner`
     (benchmarks); by default `args.teacher` is loaded. Returns this process's summary."""
-    import pyarrow as pa
-    import torch
-    from tqdm.auto import tqdm
 
     state = partial_state(timeout_seconds=args.pg_timeout)
     rank, world = state.process_index, state.num_processes
@@ -620,6 +617,19 @@ def run(args, captioner=None) -> dict:
         raise SystemExit("duplicate video_ids in the input")
     locks = JobLocks(out_dir, job, rank, world, state.is_main_process)
     run_id = locks.acquire(inputs_hash(items))  # collectives: same inputs everywhere, one live run per job
+    try:
+        return _run_locked(args, state, captioner, items, hf_ds, run_id, job, tmp_dir, data_dir)
+    finally:
+        locks.release()
+
+
+def _run_locked(args, state, captioner, items, hf_ds, run_id, job, tmp_dir, data_dir) -> dict:
+    """`run` after start-up (inputs listed, locks held)."""
+    import pyarrow as pa
+    import torch
+    from tqdm.auto import tqdm
+
+    rank, world, out_dir = state.process_index, state.num_processes, args.output_dir
 
     os.makedirs(tmp_dir, exist_ok=True)
     for leftover in os.listdir(tmp_dir):  # half-written shards / downloads of a killed run of this process
@@ -633,7 +643,7 @@ def run(args, captioner=None) -> dict:
         if it[0] not in done and it[0] not in errored and (hf_ds is not None or str(it[1]) not in legacy_paths)
     ]  # fmt: skip
     skipped_done = len(mine) - len(pending)
-    del items, ids, done
+    del items, done
 
     torch.manual_seed(args.seed + rank)
     if captioner is None:
@@ -782,6 +792,8 @@ def run(args, captioner=None) -> dict:
             "preprocess": round(worker_seconds["resize"] + captioner.timings["preprocess"], 3),
             "generate": round(captioner.timings["generate"], 3),
         },
+        # busy seconds of the decoding processes (fetch + decode + resize): clips / this = one worker's capacity
+        "decode_worker_seconds": round(sum(worker_seconds.values()), 3),
     }
     print(f"[pseudolabel {job} rank {rank}] " + json.dumps(summary), file=sys.stderr, flush=True)
     if args.debug_delay_rank:
@@ -803,7 +815,6 @@ def run(args, captioner=None) -> dict:
             file=sys.stderr,
             flush=True,
         )
-    locks.release()
     return summary
 
 

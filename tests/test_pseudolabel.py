@@ -17,7 +17,6 @@ import time
 import numpy as np
 import pytest
 
-from datasets_scripts.io_utils import entry_video_id, read_error_records
 from datasets_scripts.synthetic import (
     decode_frame_index,
     make_corrupt_files,
@@ -117,6 +116,22 @@ def assert_exactly_once(ds, expected):
         assert (s + e) / 2 - 0.5 < row["frame_time"] <= (s + e) / 2 + 1e-6
 
 
+# The helpers below import the pipeline's functions when called (not at module import), so each test of this file
+# can be run against an older version of the pipeline and fail on its own assertion.
+
+
+def read_error_records(out_dir):
+    from datasets_scripts.io_utils import read_error_records as read
+
+    return read(out_dir)
+
+
+def entry_video_id(entry):
+    from datasets_scripts.io_utils import entry_video_id as vid
+
+    return vid(entry)
+
+
 def shard_rows(out_dir) -> list[tuple[str, int]]:
     """(video_id, clip_index) of every finished shard, read with pyarrow (no datasets cache)."""
     import pyarrow.parquet as pq
@@ -211,10 +226,14 @@ def test_folder_with_bad_files_roundtrip_and_resume(mixed_folder, teacher, tmp_p
     assert_exactly_once(load_rows(out), expected)
 
 
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args, **kwargs):
+        pass
+
+
 @pytest.fixture
 def http_server(good_videos):
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(good_videos))
-    handler.log_message = lambda *a, **k: None
+    handler = functools.partial(_QuietHandler, directory=str(good_videos))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -458,8 +477,8 @@ def test_list_ids_depend_only_on_their_entry(tmp_path):
     (tmp_path / "one.txt").write_text("\n".join(first) + "\n")
     (tmp_path / "two.txt").write_text("# grown\n" + "\n".join(more) + "\n")
     one, two = dict(list_file_entries(str(tmp_path / "one.txt"))), dict(list_file_entries(str(tmp_path / "two.txt")))
+    assert all(two.get(vid) == src for vid, src in one.items())  # every id of the short list is unchanged
     assert len(one) == 3 and len(two) == 5  # an entry listed twice (or as ./a/..) is kept once
-    assert all(two[vid] == src for vid, src in one.items())  # every id of the short list is unchanged
     entry = str(tmp_path / "a" / "clip.mp4")
     # same form as the old collision suffix, so ids that had it are unchanged too
     assert (
@@ -610,12 +629,9 @@ def test_a_held_download_does_not_stall_the_other_videos(tmp_path, teacher):
         make_test_video(str(lst_dir / name), seconds=4 + i % 2 * 4, fps=5, size=(64, 48))
     held, release = "v0.mp4", threading.Event()
 
-    class Handler(http.server.SimpleHTTPRequestHandler):
+    class Handler(_QuietHandler):
         def __init__(self, *a, **k):
             super().__init__(*a, directory=str(lst_dir), **k)
-
-        def log_message(self, *a, **k):
-            pass
 
         def do_GET(self):
             if self.path.endswith(held):
@@ -632,7 +648,7 @@ def test_a_held_download_does_not_stall_the_other_videos(tmp_path, teacher):
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "datasets_scripts.pseudolabel", *base_args(lst, out, teacher)]
     cmd[cmd.index("--num_workers") + 1], cmd[cmd.index("--shard_size") + 1] = "2", "1"
-    proc = subprocess.Popen(cmd + ["--download_timeout", "300", "--idle_flush", "0.2"], env=_env(),
+    proc = subprocess.Popen(cmd + ["--download_timeout", "300"], env=_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
     try:
         _wait(lambda: others <= set(shard_rows(out)) or proc.poll() is not None, 240, "the other videos' clips")
