@@ -207,7 +207,7 @@ def main():
     if args.sizes:
         bench_sizes(bikes or long_path, args.repeats)
         bench_sizes(long_path, args.repeats)
-    bench_gpu() if args.gpu else print("\n(GPU end-to-end benchmark: pass --gpu on a CUDA machine)")
+    bench_gpu() if args.gpu else print("\n(captioner alone on CUDA: --gpu; end to end: benchmarks/bench_pseudolabel.py)")
 
 
 if __name__ == "__main__":
