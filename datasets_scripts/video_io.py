@@ -22,6 +22,7 @@ Backends for `read_frames_at` (all of them *seek*; none decodes the whole file):
 Only numpy is imported at module import time; decoders, PIL and torch are imported lazily.
 """
 
+import contextlib
 import io
 import os
 from dataclasses import dataclass
@@ -72,6 +73,19 @@ def _check_file(path: str) -> None:
         raise VideoDecodeError(path, "empty")
     if not os.access(path, os.R_OK):
         raise VideoDecodeError(path, "unreadable", "permission denied")
+
+
+@contextlib.contextmanager
+def _pyav_errors(path: str):
+    """PyAV / FFmpeg failures inside the block -> `VideoDecodeError(reason="corrupt")`."""
+    import av
+
+    try:
+        yield
+    except VideoDecodeError:
+        raise
+    except (av.error.FFmpegError, OSError, ValueError) as e:
+        raise VideoDecodeError(path, "corrupt", f"pyav: {type(e).__name__}: {e}") from e
 
 
 def _open_pyav(path: str):
@@ -233,10 +247,9 @@ def _read_pyav(
 ) -> tuple[np.ndarray, list[float]]:
     """Seek + decode forward. Targets are visited in sorted order; a target less than `forward_decode_seconds`
     ahead of the current position is reached by decoding forward instead of seeking again."""
-    import av
 
     container = _open_pyav(path)
-    try:
+    with container, _pyav_errors(path):
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         tb = float(stream.time_base)
@@ -303,12 +316,6 @@ def _read_pyav(
                 raise VideoDecodeError(path, "no_frames", f"nothing decoded near t={timestamps[idx]:.3f}")
             out[idx] = chosen.to_ndarray(format="rgb24")
             out_times[idx] = frame_time(chosen) - origin
-    except VideoDecodeError:
-        raise
-    except (av.error.FFmpegError, OSError, ValueError) as e:
-        raise VideoDecodeError(path, "corrupt", f"pyav: {type(e).__name__}: {e}") from e
-    finally:
-        container.close()
     return np.stack(out).astype(np.uint8, copy=False), [float(t) for t in out_times]
 
 
@@ -435,10 +442,9 @@ def _keyframes_decord(path: str, spans: list[tuple[float, float]], stats: dict):
 def _keyframes_pyav(path: str, spans: list[tuple[float, float]], stats: dict):
     """Find keyframes by demuxing packets only (no decoding), then decode each chosen keyframe packet on its own: a
     fresh decoder state, that one packet, end of stream. Exactly one frame is decoded per chosen keyframe."""
-    import av
 
     container = _open_pyav(path)
-    try:
+    with container, _pyav_errors(path):
         stream = container.streams.video[0]
         tb = float(stream.time_base)
         origin = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
@@ -496,12 +502,6 @@ def _keyframes_pyav(path: str, spans: list[tuple[float, float]], stats: dict):
                 continue
             frames.append(out[0].to_ndarray(format="rgb24").astype(np.uint8, copy=False))
             times.append(float(t))
-    except VideoDecodeError:
-        raise
-    except (av.error.FFmpegError, OSError, ValueError) as e:
-        raise VideoDecodeError(path, "corrupt", f"pyav: {type(e).__name__}: {e}") from e
-    finally:
-        container.close()
     return frames, times
 
 
