@@ -539,3 +539,20 @@ def test_build_video_clips_memory_does_not_grow_with_the_input(tmp_path):
           f"tree {tree4 / 2**20:.0f} -> {tree5 / 2**20:.0f} MiB ({tree5 / tree4:.3f}x)")  # fmt: skip
     assert main5 <= 1.2 * main4 and tree5 <= 1.2 * tree4
     assert tree5 < 2 * 2**30
+
+
+def _crash_on_boom(item):
+    if item == "boom":
+        os._exit(3)  # what a decoder segfault does to a worker process
+    return item
+
+
+def test_bounded_pool_survives_a_crashing_worker():
+    """`imap_unordered`: a worker that dies is replaced, the item in flight is retried once, then handed to
+    `on_crash`; every other item comes back exactly once."""
+    from datasets_scripts.io_utils import imap_unordered
+
+    items = ["a", "b", "boom", "c", "d"]
+    got = list(imap_unordered(_crash_on_boom, iter(items), num_workers=1, max_in_flight=1,
+                              on_crash=lambda item: f"crashed:{item}"))  # fmt: skip
+    assert sorted(got) == ["a", "b", "c", "crashed:boom", "d"]
