@@ -565,7 +565,16 @@ class JobLocks:
         self.rank_lock = FileLock(os.path.join(self.dir, f"{job}-r{rank:05d}.lock"))
 
     def acquire(self, digest: str) -> str:
-        """Checks inputs and locks on every process; returns this run's id (from the main process)."""
+        """Checks inputs and locks on every process; returns this run's id (from the main process). On a refusal
+        every lock taken here is released again (the process may go on, e.g. a test or a notebook)."""
+        try:
+            return self._acquire(digest)
+        except BaseException:
+            self.job_lock.release()
+            self.rank_lock.release()
+            raise
+
+    def _acquire(self, digest: str) -> str:
         status = "ok"
         if self.is_main:
             if not self.job_lock.acquire():
