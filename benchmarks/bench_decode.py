@@ -207,7 +207,10 @@ def main():
     if args.sizes:
         bench_sizes(bikes or long_path, args.repeats)
         bench_sizes(long_path, args.repeats)
-    bench_gpu() if args.gpu else print("\n(captioner alone on CUDA: --gpu; end to end: benchmarks/bench_pseudolabel.py)")
+    if args.gpu:
+        bench_gpu()
+    else:
+        print("\n(captioner alone on CUDA: --gpu; end to end: benchmarks/bench_pseudolabel.py)")
 
 
 if __name__ == "__main__":
