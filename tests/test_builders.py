@@ -496,7 +496,7 @@ def test_streamed_caption_json_and_asr_input_shards(tmp_path):
 
 def _peak_rss(cmd, env) -> tuple[int, int, int]:
     """Run `cmd`; sample RSS every 20 ms: `(returncode, peak of the main process, peak summed over its tree)`."""
-    import psutil
+    psutil = pytest.importorskip("psutil")  # installed with accelerate
 
     proc = psutil.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     peak_main = peak_tree = 0
