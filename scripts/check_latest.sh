@@ -47,7 +47,7 @@ for name in transformers accelerate datasets huggingface_hub peft deepspeed torc
   newest="$("$py" -c "import importlib.metadata as m; print(m.version('$name'))" 2>/dev/null || echo '-')"
   note=""
   if [ "$name" = torch ] || [ "$name" = torchvision ]; then
-    pypi="$("$py" -m pip index versions "$name" 2>/dev/null | head -1 | sed -E 's/.*\((.*)\).*/\1/')"
+    pypi="$("$py" -m pip index versions "$name" 2>/dev/null | sed -nE '1s/.*\((.*)\).*/\1/p' || true)"
     [ -n "$pypi" ] && [ "$pypi" != "$newest" ] && note=" (image cap; PyPI: $pypi)"
   fi
   status="$result"
