@@ -1,0 +1,146 @@
+"""transformers' own `ModelTesterMixin` (tests/test_modeling_common.py of the installed transformers, fetched from
+its source distribution at test time: tests/transformers_sdist.py) against FrozenCaptioner with tiny towers.
+
+The tester follows transformers' `TimesformerModelTester` and `OPTModelTester` (tests/models/{timesformer,opt}/).
+"""
+
+import unittest
+
+import pytest
+import torch
+from transformers import OPTConfig, TimesformerConfig
+from transformers_sdist import TransformersTestsUnavailable, load_test_modeling_common
+
+from modeling_frozencaptioner import FrozenCaptionerConfig, FrozenCaptionerForConditionalGeneration
+
+
+try:
+    common = load_test_modeling_common()
+    _UNAVAILABLE = None
+except TransformersTestsUnavailable as e:  # reported by the test below as a failure, never as a skip
+    common, _UNAVAILABLE = None, e
+
+
+def test_transformers_common_tests_available():
+    """The sdist's tests were fetched and import; otherwise this fails with pip's output (and the mixin is absent)."""
+    if _UNAVAILABLE is not None:
+        pytest.fail(str(_UNAVAILABLE), pytrace=False)
+    assert hasattr(common, "ModelTesterMixin")
+
+
+class FrozenCaptionerVisionTester:
+    """Image/video inputs alone, for the mixin's `get_image_features` / `get_video_features` tests (its
+    `vision_model_tester` / `video_model_tester` hooks): our feature methods take `pixel_values` for both."""
+
+    def __init__(self, parent, video: bool):
+        self.parent, self.video = parent, video
+        self.batch_size = parent.batch_size
+        self.num_hidden_layers = parent.vision_num_hidden_layers
+
+    def prepare_config_and_inputs_for_common(self):
+        config, inputs = self.parent.prepare_config_and_inputs_for_common()
+        pixel_values = inputs["pixel_values"] if self.video else inputs["pixel_values"][:, 0]  # (B, 3, H, W)
+        return config, {"pixel_values": pixel_values}
+
+
+class FrozenCaptionerModelTester:
+    def __init__(
+        self,
+        parent,
+        batch_size=3,
+        seq_length=7,
+        is_training=True,
+        # TimesformerModelTester's values
+        image_size=10,
+        patch_size=2,
+        num_channels=3,
+        num_frames=2,
+        vision_hidden_size=32,
+        vision_num_hidden_layers=2,
+        vision_num_attention_heads=4,
+        vision_intermediate_size=37,
+        # OPTModelTester's values
+        vocab_size=99,
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        ffn_dim=4,
+        max_position_embeddings=20,
+        pad_token_id=1,
+        bos_token_id=0,
+        eos_token_id=2,
+        # one adapter, before the last decoder layer: layer 0 runs below it, without autograd (the paper's layout)
+        adapter_layers=(1,),
+    ):
+        self.parent = parent
+        self.batch_size = batch_size
+        self.seq_length = seq_length
+        self.is_training = is_training
+        self.image_size = image_size
+        self.patch_size = patch_size
+        self.num_channels = num_channels
+        self.num_frames = num_frames
+        self.vision_hidden_size = vision_hidden_size
+        self.vision_num_hidden_layers = vision_num_hidden_layers
+        self.vision_num_attention_heads = vision_num_attention_heads
+        self.vision_intermediate_size = vision_intermediate_size
+        self.vocab_size = vocab_size
+        self.hidden_size = hidden_size
+        self.num_hidden_layers = num_hidden_layers
+        self.num_attention_heads = num_attention_heads
+        self.ffn_dim = ffn_dim
+        self.max_position_embeddings = max_position_embeddings
+        self.pad_token_id = pad_token_id
+        self.bos_token_id = bos_token_id
+        self.eos_token_id = eos_token_id
+        self.adapter_layers = list(adapter_layers)
+        self.vision_model_tester = FrozenCaptionerVisionTester(self, video=False)
+        self.video_model_tester = FrozenCaptionerVisionTester(self, video=True)
+
+    def get_config(self) -> FrozenCaptionerConfig:
+        vision_config = TimesformerConfig(
+            image_size=self.image_size, patch_size=self.patch_size, num_channels=self.num_channels,
+            num_frames=self.num_frames, hidden_size=self.vision_hidden_size,
+            num_hidden_layers=self.vision_num_hidden_layers, num_attention_heads=self.vision_num_attention_heads,
+            intermediate_size=self.vision_intermediate_size, hidden_dropout_prob=0.0,
+            attention_probs_dropout_prob=0.0,
+        )  # fmt: skip
+        text_config = OPTConfig(
+            vocab_size=self.vocab_size, hidden_size=self.hidden_size, num_hidden_layers=self.num_hidden_layers,
+            num_attention_heads=self.num_attention_heads, ffn_dim=self.ffn_dim,
+            max_position_embeddings=self.max_position_embeddings, word_embed_proj_dim=self.hidden_size,
+            dropout=0.0, attention_dropout=0.0, pad_token_id=self.pad_token_id, bos_token_id=self.bos_token_id,
+            eos_token_id=self.eos_token_id,
+        )  # fmt: skip
+        return FrozenCaptionerConfig(
+            vision_config=vision_config, text_config=text_config, adapter_layers=self.adapter_layers
+        )
+
+    def prepare_config_and_inputs(self):
+        pixel_values = common.floats_tensor(
+            [self.batch_size, self.num_frames, self.num_channels, self.image_size, self.image_size]
+        )  # (B, T, 3, H, W)
+        input_ids = common.ids_tensor([self.batch_size, self.seq_length], self.vocab_size).clamp(3)
+        input_ids[:, -1] = self.eos_token_id  # OPTModelTester: eos last, no pad inside
+        attention_mask = input_ids.ne(self.pad_token_id).long()
+        return self.get_config(), pixel_values, input_ids, attention_mask
+
+    def prepare_config_and_inputs_for_common(self):
+        config, pixel_values, input_ids, attention_mask = self.prepare_config_and_inputs()
+        return config, {"pixel_values": pixel_values, "input_ids": input_ids, "attention_mask": attention_mask}
+
+
+if common is not None:
+
+    class FrozenCaptionerModelTest(common.ModelTesterMixin, unittest.TestCase):
+        all_model_classes = (FrozenCaptionerForConditionalGeneration,)
+        # transformers' generate tests (tests/generation/test_utils.py) are not in the sdist, so the tester cannot run
+        # them; ours are in tests/test_generation.py. `()` makes the mixin check that we do not claim to run them.
+        all_generative_model_classes = ()
+        # The main input is the video; the eager/sdpa comparison also needs the text.
+        additional_model_inputs = ["input_ids"]
+        _is_composite = True  # TimeSformer + OPT sub-configs
+
+        def setUp(self):
+            self.model_tester = FrozenCaptionerModelTester(self)
+            torch.manual_seed(0)
