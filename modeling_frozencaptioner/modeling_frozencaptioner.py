@@ -323,6 +323,10 @@ class FrozenCaptionerForConditionalGeneration(FrozenCaptionerPreTrainedModel, Ge
     def get_output_embeddings(self):
         return self.language_model.get_output_embeddings()
 
+    def set_output_embeddings(self, new_embeddings):
+        """Used by `resize_token_embeddings` (the lm_head lives in the language model, not on this class)."""
+        self.language_model.set_output_embeddings(new_embeddings)
+
     def enable_input_require_grads(self):
         """Hook only the text embeddings: TimeSformer's embedding module returns a tuple."""
 
