@@ -382,13 +382,15 @@ class FrozenCaptionerForConditionalGeneration(FrozenCaptionerPreTrainedModel, Ge
         pixel_values: torch.FloatTensor,
         output_hidden_states: bool | None = None,
         output_attentions: bool | None = None,
-    ) -> BaseModelOutputWithPooling:
+        return_dict: bool | None = None,
+    ) -> tuple | BaseModelOutputWithPooling:
         r"""
         Run the vision tower on `pixel_values` of shape `(batch, frames, 3, height, width)` (or `(batch, 3, H, W)` for
         images). Any frame count from 1 to `vision_config.num_frames` and any size that is a multiple of the patch
         size are handled correctly. `last_hidden_state` is `[CLS] + patches` in TimeSformer's `(h w t)` order;
-        `pooler_output` is the CLS token.
+        `pooler_output` is the CLS token. A tuple when `return_dict` (default `config.return_dict`) is False.
         """
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
         pixel_values = self._check_pixel_values(pixel_values)
         frames, width = pixel_values.shape[1], pixel_values.shape[-1]
         frozen = not any(p.requires_grad for p in self.vision_model.parameters())
@@ -400,14 +402,15 @@ class FrozenCaptionerForConditionalGeneration(FrozenCaptionerPreTrainedModel, Ge
                 output_attentions=output_attentions,
                 return_dict=True,
             )
-        return BaseModelOutputWithPooling(
+        output = BaseModelOutputWithPooling(
             last_hidden_state=out.last_hidden_state,
             pooler_output=out.last_hidden_state[:, 0],
             hidden_states=out.hidden_states,
             attentions=out.attentions,
         )
+        return output if return_dict else output.to_tuple()
 
-    def get_image_features(self, pixel_values: torch.FloatTensor, **kwargs) -> BaseModelOutputWithPooling:
+    def get_image_features(self, pixel_values: torch.FloatTensor, **kwargs) -> tuple | BaseModelOutputWithPooling:
         """Images are one-frame videos: `(batch, 3, H, W)` -> `get_video_features`."""
         return self.get_video_features(pixel_values, **kwargs)
 
@@ -466,7 +469,8 @@ class FrozenCaptionerForConditionalGeneration(FrozenCaptionerPreTrainedModel, Ge
             return visual_key_values, tuple(visual_kv_split), None
         num_frames = None
         if pixel_values is not None:
-            vision_hidden_states = self.get_video_features(pixel_values).last_hidden_state  # validates the shape
+            # validates the shape
+            vision_hidden_states = self.get_video_features(pixel_values, return_dict=True).last_hidden_state
             num_frames = pixel_values.shape[1] if pixel_values.ndim == 5 else 1
         video_tokens = self._video_tokens(vision_hidden_states, num_frames)
         keys_values, split = self.compute_visual_key_values(video_tokens)
