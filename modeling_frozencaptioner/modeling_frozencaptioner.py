@@ -59,7 +59,7 @@ class FrozenCaptionerCausalLMOutputWithPast(CausalLMOutputWithPast):
         cache / past_key_values (`Cache`, *optional*): the decoder's self-attention cache (the installed version's
             name).
         hidden_states (`tuple(torch.FloatTensor)`, *optional*): input of every decoder layer (after its adapter, if
-            any) plus the final output, with `output_hidden_states=True`.
+            any) plus the final output, with `output_hidden_states=True`; with a list of indices, the others are None.
         attentions (`tuple(torch.FloatTensor)`, *optional*): decoder self-attention weights, with
             `output_attentions=True` (needs `attn_implementation="eager"`).
         video_hidden_states (`torch.FloatTensor` of shape `(batch_size, 1 + patches * frames, vision_hidden)`,
@@ -67,6 +67,17 @@ class FrozenCaptionerCausalLMOutputWithPast(CausalLMOutputWithPast):
     """
 
     video_hidden_states: torch.FloatTensor | None = None
+
+
+# Adapted from transformers.utils.output_capturing.{selected,resolve}_hidden_states(_indices) (v5.23, same in v5.24):
+# our explicit decoder loop collects the hidden states itself, so it reads `output_hidden_states` the same way.
+def _selected_hidden_states(output_hidden_states, num_hidden_states: int) -> set[int] | None:
+    """None (keep all) for a flag; else the kept indices of an int or list of ints (negative ones count from the end,
+    out-of-range ones select nothing)."""
+    if isinstance(output_hidden_states, bool) or output_hidden_states is None:
+        return None
+    selected = [output_hidden_states] if isinstance(output_hidden_states, int) else list(output_hidden_states)
+    return {i % num_hidden_states for i in selected if -num_hidden_states <= i < num_hidden_states}
 
 
 def _multihead_attention(query, keys, values, num_heads, dropout):
@@ -492,7 +503,7 @@ class FrozenCaptionerForConditionalGeneration(FrozenCaptionerPreTrainedModel, Ge
         use_cache: bool | None = None,
         position_ids: torch.LongTensor | None = None,
         output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
+        output_hidden_states: bool | int | list[int] | None = None,
         return_dict: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
         **kwargs,
@@ -516,6 +527,9 @@ class FrozenCaptionerForConditionalGeneration(FrozenCaptionerPreTrainedModel, Ge
                 (transformers up to 5.23 passes that one from `generate()`); give at most one of them.
             labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
                 Targets for the LM loss (shifted inside); `-100` is ignored.
+            output_hidden_states (`bool`, `int` or `list[int]`, *optional*):
+                Return the decoder's hidden states: all of them (`True`), or only those at the given indices (the
+                others are None; negative indices count from the end), as transformers' own models do.
         """
         if cache is not None and past_key_values is not None:
             raise ValueError("pass the KV cache as `cache` or as `past_key_values`, not both")
@@ -610,6 +624,7 @@ class FrozenCaptionerForConditionalGeneration(FrozenCaptionerPreTrainedModel, Ge
         checkpointing = self.gradient_checkpointing and self.training and grad_enabled
 
         all_hidden = () if output_hidden_states else None
+        keep_hidden = _selected_hidden_states(output_hidden_states, len(decoder.layers) + 1)  # None: keep all
         all_attn = () if output_attentions else None
         hooks, all_attn_list = [], []
         if output_attentions:
@@ -659,7 +674,9 @@ class FrozenCaptionerForConditionalGeneration(FrozenCaptionerPreTrainedModel, Ge
                         keys, values = visual_kv[:, a, 0], visual_kv[:, a, 1]
                         hidden_states = adapter(hidden_states, keys, values, split)
                     if output_hidden_states:
-                        all_hidden += (hidden_states,)
+                        all_hidden += (
+                            hidden_states if keep_hidden is None or len(all_hidden) in keep_hidden else None,
+                        )
                     if decoder.training and decoder.layerdrop > 0.0 and torch.rand([]) < decoder.layerdrop:
                         continue
                     if checkpointing and not lower and not decoder_layer.training:
@@ -681,7 +698,7 @@ class FrozenCaptionerForConditionalGeneration(FrozenCaptionerPreTrainedModel, Ge
             if decoder.project_out is not None:
                 hidden_states = decoder.project_out(hidden_states)
             if output_hidden_states:
-                all_hidden += (hidden_states,)
+                all_hidden += (hidden_states if keep_hidden is None or len(all_hidden) in keep_hidden else None,)
         finally:
             for hook in hooks:
                 hook.remove()
