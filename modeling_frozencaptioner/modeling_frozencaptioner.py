@@ -22,6 +22,7 @@ from transformers.masking_utils import create_causal_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPooling, CausalLMOutputWithPast
 from transformers.models.opt.modeling_opt import OPTDecoderLayer
+from transformers.models.timesformer.modeling_timesformer import TimesformerEmbeddings
 from transformers.utils import logging
 
 from .configuration_frozencaptioner import FrozenCaptionerConfig
@@ -235,6 +236,15 @@ class FrozenCaptionerPreTrainedModel(PreTrainedModel):
             **{auto: f"{module}.{type(self).__name__}" for auto in _MODEL_AUTO_CLASSES},
         }
         return super().save_pretrained(save_directory, *args, **kwargs)
+
+    def initialize_weights(self):
+        """`PreTrainedModel.initialize_weights` (what `from_pretrained` runs on weights missing from a checkpoint),
+        plus TimeSformer's `time_embeddings`: `TimesformerPreTrainedModel._init_weights` (5.23, 5.24) skips them, so a
+        missing one stayed uninitialised memory; zeros, as `TimesformerEmbeddings.__init__` makes them."""
+        super().initialize_weights()
+        for module in self.modules():
+            if isinstance(module, TimesformerEmbeddings):
+                init.zeros_(module.time_embeddings)  # no-op on a loaded tensor (`_is_hf_initialized`)
 
     def _init_weights(self, module):
         super()._init_weights(module)
