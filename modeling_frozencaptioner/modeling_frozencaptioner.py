@@ -24,6 +24,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling, CausalLMOu
 from transformers.models.opt.modeling_opt import OPTDecoderLayer
 from transformers.models.timesformer.modeling_timesformer import TimesformerEmbeddings
 from transformers.utils import logging
+from transformers.utils.deprecation import deprecate_kwarg
 
 from .configuration_frozencaptioner import FrozenCaptionerConfig
 
@@ -45,6 +46,15 @@ _OUTPUT_CACHE_FIELD = (
 )
 _LAYER_CACHE_KWARG = _cache_name(OPTDecoderLayer.forward)
 _MASK_CACHE_KWARG = _cache_name(create_causal_mask)
+
+
+def _deprecate_past_key_values(forward):
+    """From 5.24, `forward(past_key_values=...)` warns and is read as `cache`, with the library's own decorator and
+    message (as its models do: `@deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")`); up to 5.23
+    `past_key_values` is the current name (what `generate()` passes), so nothing is wrapped there."""
+    if _OUTPUT_CACHE_FIELD != "cache":
+        return forward
+    return deprecate_kwarg("past_key_values", "5.40.0", new_name="cache", raise_if_both_names=True)(forward)
 
 
 @dataclass
@@ -498,6 +508,7 @@ class FrozenCaptionerForConditionalGeneration(FrozenCaptionerPreTrainedModel, Ge
         return keys_values, split, vision_hidden_states if pixel_values is not None else None
 
     # ------------------------------------------------------------------ forward
+    @_deprecate_past_key_values
     def forward(
         self,
         pixel_values: torch.FloatTensor | None = None,
@@ -534,7 +545,8 @@ class FrozenCaptionerForConditionalGeneration(FrozenCaptionerPreTrainedModel, Ge
                 they are computed once per call. Needs `visual_kv_split`.
             cache (`Cache`, *optional*):
                 The decoder's self-attention cache. `past_key_values` is the same argument under its pre-5.24 name
-                (transformers up to 5.23 passes that one from `generate()`); give at most one of them.
+                (transformers up to 5.23 passes that one from `generate()`; from 5.24 it is deprecated, with
+                transformers' FutureWarning); give at most one of them.
             labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
                 Targets for the LM loss (shifted inside); `-100` is ignored.
             output_hidden_states (`bool`, `int` or `list[int]`, *optional*):
