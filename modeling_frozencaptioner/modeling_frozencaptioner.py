@@ -233,6 +233,14 @@ class FrozenCaptionerPreTrainedModel(PreTrainedModel):
     _supports_sdpa = True
     _supports_attention_backend = True
 
+    @classmethod
+    def _can_set_attn_implementation(cls) -> bool:
+        """transformers guesses this from the source (an `*Attention*(nn.Module)` class without `AttentionInterface`
+        means "cannot switch"): our adapters' attention classes trip that guess, so `set_attn_implementation` warned
+        and left `config._attn_implementation` stale. The setting is meant for the towers (which follow it); the
+        adapters always use `F.scaled_dot_product_attention` and return no weights."""
+        return True
+
     def save_pretrained(self, save_directory, *args, **kwargs):
         """`PreTrainedModel.save_pretrained`, writing a folder that `AutoModel`, `AutoModelForImageTextToText`
         (`trust_remote_code=True`) load: `register_for_auto_class` records one auto class per model class, so the
