@@ -4,11 +4,13 @@ its source distribution at test time: tests/transformers_sdist.py) against Froze
 The tester follows transformers' `TimesformerModelTester` and `OPTModelTester` (tests/models/{timesformer,opt}/).
 """
 
+import logging
 import unittest
 
 import pytest
 import torch
 from transformers import OPTConfig, TimesformerConfig
+from transformers.utils import logging as hf_logging
 from transformers_sdist import TransformersTestsUnavailable, load_test_modeling_common
 
 from modeling_frozencaptioner import FrozenCaptionerConfig, FrozenCaptionerForConditionalGeneration
@@ -26,6 +28,29 @@ def test_transformers_common_tests_available():
     if _UNAVAILABLE is not None:
         pytest.fail(str(_UNAVAILABLE), pytrace=False)
     assert hasattr(common, "ModelTesterMixin")
+
+
+def test_set_attn_implementation_reaches_every_config():
+    """`set_attn_implementation` switches the composite config and both towers', without claiming it cannot (the
+    mixin's own test stops early: TimeSformer cannot switch, it only has eager attention)."""
+    model = FrozenCaptionerForConditionalGeneration(FrozenCaptionerModelTester(None).get_config())
+    assert model.config.text_config._attn_implementation == "sdpa"
+    records = []
+    handler = logging.Handler(level=logging.WARNING)
+    handler.emit = records.append
+    hf_logger = hf_logging.get_logger("transformers")  # does not propagate to pytest's caplog
+    hf_logger.addHandler(handler)
+    try:
+        model.set_attn_implementation("eager")
+    finally:
+        hf_logger.removeHandler(handler)
+    configs = (model.config, model.config.text_config, model.config.vision_config, model.language_model.config)
+    assert [c._attn_implementation for c in configs] == ["eager"] * 4
+    messages = [r.getMessage() for r in records]
+    assert any("TimesformerModel does not support setting" in m for m in messages)  # the handler sees warnings
+    assert not [m for m in messages if "FrozenCaptioner" in m], messages
+    model.set_attn_implementation("sdpa")
+    assert model.config._attn_implementation == model.config.text_config._attn_implementation == "sdpa"
 
 
 class FrozenCaptionerVisionTester:
@@ -71,6 +96,7 @@ class FrozenCaptionerModelTester:
         eos_token_id=2,
         # one adapter, before the last decoder layer: layer 0 runs below it, without autograd (the paper's layout)
         adapter_layers=(1,),
+        freeze_towers=True,  # the model's default: frozen TimeSformer and OPT
     ):
         self.parent = parent
         self.batch_size = batch_size
@@ -94,6 +120,7 @@ class FrozenCaptionerModelTester:
         self.bos_token_id = bos_token_id
         self.eos_token_id = eos_token_id
         self.adapter_layers = list(adapter_layers)
+        self.freeze_towers = freeze_towers
         self.vision_model_tester = FrozenCaptionerVisionTester(self, video=False)
         self.video_model_tester = FrozenCaptionerVisionTester(self, video=True)
 
@@ -113,8 +140,9 @@ class FrozenCaptionerModelTester:
             eos_token_id=self.eos_token_id,
         )  # fmt: skip
         return FrozenCaptionerConfig(
-            vision_config=vision_config, text_config=text_config, adapter_layers=self.adapter_layers
-        )
+            vision_config=vision_config, text_config=text_config, adapter_layers=self.adapter_layers,
+            freeze_vision_model=self.freeze_towers, freeze_language_model=self.freeze_towers,
+        )  # fmt: skip
 
     def prepare_config_and_inputs(self):
         pixel_values = common.floats_tensor(
@@ -144,3 +172,32 @@ if common is not None:
         def setUp(self):
             self.model_tester = FrozenCaptionerModelTester(self)
             torch.manual_seed(0)
+
+        def _prepare_for_class(self, inputs_dict, model_class, return_labels=False):
+            # The mixin adds LM labels only for classes in transformers' own causal-LM / image-text-to-text name
+            # tables; ours is registered at run time (AutoModelForImageTextToText), so add them the same way.
+            inputs_dict = super()._prepare_for_class(inputs_dict, model_class, return_labels=return_labels)
+            if return_labels:
+                inputs_dict["labels"] = inputs_dict["input_ids"].clone()
+            return inputs_dict
+
+        def _prepare_config_and_inputs_for_retain_grad_hidden_states_attentions(self):
+            # With the language model frozen (the default), the layers below the first adapter run without autograd
+            # by design, so their hidden states / attentions have no graph to retain a gradient in; the test runs
+            # with trainable towers, where they do.
+            self.model_tester.freeze_towers = False
+            return self.model_tester.prepare_config_and_inputs_for_common()
+
+        def check_training_gradient_checkpointing(self, gradient_checkpointing_kwargs=None):
+            # The mixin "unfreezes" with `requires_grad_(True)` and expects every layer to checkpoint. In this model
+            # freezing is a config property: frozen towers also stay in eval mode under `train()` (no dropout, no
+            # checkpointing of their own; the adapters and the upper decoder layers are checkpointed, see
+            # tests/test_modeling.py). So the mixin's check runs on the unfrozen configuration.
+            self.model_tester.freeze_towers = False
+            super().check_training_gradient_checkpointing(gradient_checkpointing_kwargs)
+
+        def test_enable_input_require_grads_with_gradient_checkpointing(self):
+            # The mixin needs a gradient on the input-embedding weights, which a frozen language model never gets (it
+            # would skip); run it on the unfrozen configuration.
+            self.model_tester.freeze_towers = False
+            super().test_enable_input_require_grads_with_gradient_checkpointing()
