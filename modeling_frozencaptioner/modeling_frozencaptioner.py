@@ -602,7 +602,11 @@ class FrozenCaptionerForConditionalGeneration(FrozenCaptionerPreTrainedModel, Ge
         logits = lm.lm_head(hidden_states)
         loss = None
         if labels is not None:
-            loss = lm.loss_function(logits=logits, labels=labels, vocab_size=self.config.text_config.vocab_size)
+            # `kwargs` carry the loss options transformers' Trainer / accelerate pass (`num_items_in_batch` for
+            # gradient accumulation, pre-shifted `shift_labels` under sequence parallelism), as in OPTForCausalLM.
+            loss = lm.loss_function(
+                logits=logits, labels=labels, vocab_size=self.config.text_config.vocab_size, **kwargs
+            )
 
         output = FrozenCaptionerCausalLMOutputWithPast(
             loss=loss,
@@ -624,7 +628,7 @@ class FrozenCaptionerForConditionalGeneration(FrozenCaptionerPreTrainedModel, Ge
     #   layer.self_attn (forward hook, output[1] = attention weights), config._attn_implementation,
     #   create_causal_mask(config=, inputs_embeds=, attention_mask=, <cache kwarg>=), DynamicCache(config=),
     #   Cache.get_seq_length(), self._gradient_checkpointing_func (set by activation_checkpointing_enable),
-    #   lm.lm_head, lm.loss_function(logits=, labels=, vocab_size=).
+    #   lm.lm_head, lm.loss_function(logits=, labels=, vocab_size=, **kwargs).
     # The cache keyword is `past_key_values` up to 5.23 and `cache` from 5.24 (_LAYER_CACHE_KWARG, _MASK_CACHE_KWARG).
     def _decode(
         self,
