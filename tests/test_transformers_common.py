@@ -6,6 +6,7 @@ The tester follows transformers' `TimesformerModelTester` and `OPTModelTester` (
 
 import logging
 import unittest
+import unittest.mock
 
 import pytest
 import torch
@@ -195,6 +196,15 @@ if common is not None:
             # tests/test_modeling.py). So the mixin's check runs on the unfrozen configuration.
             self.model_tester.freeze_towers = False
             super().check_training_gradient_checkpointing(gradient_checkpointing_kwargs)
+
+        def test_causal_lm_loss_honors_shift_labels(self):
+            # The mixin finds decoder LM heads by name in transformers' own causal-LM / image-text-to-text tables;
+            # ours is an image-text-to-text head registered at run time (auto_map), so name it there for this test.
+            names = common.MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+            with unittest.mock.patch.dict(
+                names, {"frozencaptioner": FrozenCaptionerForConditionalGeneration.__name__}
+            ):
+                super().test_causal_lm_loss_honors_shift_labels()
 
         def test_enable_input_require_grads_with_gradient_checkpointing(self):
             # The mixin needs a gradient on the input-embedding weights, which a frozen language model never gets (it

@@ -66,7 +66,16 @@ def download_sdist(version: str, dest: Path) -> Path:
         return tarball
     dest.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dest, prefix=".download-") as tmp:
-        base = [sys.executable, "-m", "pip", "download", "--no-binary", ":all:", "--no-deps", "--disable-pip-version-check"]
+        base = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-binary",
+            ":all:",
+            "--no-deps",
+            "--disable-pip-version-check",
+        ]
         base += ["--dest", tmp, f"transformers=={version}"]
         # pip prepares the sdist's metadata before saving it; without build isolation that reuses this environment's
         # setuptools (~15 s) instead of installing one into a throw-away environment (~80 s). Fall back if it fails.
@@ -99,7 +108,10 @@ def extract_tests(tarball: Path, version: str, dest: Path) -> Path:
             members = [
                 m
                 for m in tar.getmembers()
-                if m.isfile() and m.name.startswith(prefix) and "/" not in m.name[len(prefix) :] and m.name.endswith(".py")
+                if m.isfile()
+                and m.name.startswith(prefix)
+                and "/" not in m.name[len(prefix) :]
+                and m.name.endswith(".py")
             ]
             if not any(m.name == prefix + "test_modeling_common.py" for m in members):
                 raise TransformersTestsUnavailable(f"{tarball} has no {prefix}test_modeling_common.py")
