@@ -206,6 +206,15 @@ if common is not None:
             ):
                 super().test_causal_lm_loss_honors_shift_labels()
 
+        def test_model_forward_default_config_values(self):
+            # Run for classes in transformers' base-model name table only; ours is also mapped to `AutoModel`
+            # (auto_map), so name it there for this test.
+            names = common.MODEL_MAPPING_NAMES
+            with unittest.mock.patch.dict(
+                names, {"frozencaptioner": FrozenCaptionerForConditionalGeneration.__name__}
+            ):
+                super().test_model_forward_default_config_values()
+
         def test_enable_input_require_grads_with_gradient_checkpointing(self):
             # The mixin needs a gradient on the input-embedding weights, which a frozen language model never gets (it
             # would skip); run it on the unfrozen configuration.
