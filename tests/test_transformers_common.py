@@ -5,11 +5,13 @@ The tester follows transformers' `TimesformerModelTester` and `OPTModelTester` (
 """
 
 import logging
+import os
 import unittest
 import unittest.mock
 
 import pytest
 import torch
+import transformers_sdist
 from transformers import OPTConfig, TimesformerConfig
 from transformers.utils import logging as hf_logging
 from transformers_sdist import TransformersTestsUnavailable, load_test_modeling_common
@@ -29,6 +31,31 @@ def test_transformers_common_tests_available():
     if _UNAVAILABLE is not None:
         pytest.fail(str(_UNAVAILABLE), pytrace=False)
     assert hasattr(common, "ModelTesterMixin")
+
+
+def test_sdist_download_failure_is_a_clear_error(tmp_path, monkeypatch):
+    """No index reachable: `TransformersTestsUnavailable` naming the release and carrying pip's reason (the module
+    turns it into the failing test above, never a skip); nothing half-downloaded is left in the cache."""
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)  # no configured index / find-links
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path / "empty"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(TransformersTestsUnavailable) as excinfo:
+        transformers_sdist.download_sdist("5.24.0", tmp_path / "sdist")
+    message = str(excinfo.value)
+    assert "transformers==5.24.0 source distribution" in message and "pip said" in message
+    assert "No matching distribution" in message or "Could not find a version" in message, message
+    assert list((tmp_path / "sdist").iterdir()) == []
+
+
+def test_damaged_sdist_is_dropped_from_the_cache(tmp_path):
+    """A truncated tarball in the cache gives a clear error and is removed, so the next run downloads it again."""
+    tarball = tmp_path / "sdist" / "transformers-5.24.0.tar.gz"
+    tarball.parent.mkdir()
+    tarball.write_bytes(b"\x1f\x8b\x08 not a tarball")
+    with pytest.raises(TransformersTestsUnavailable, match="could not unpack"):
+        transformers_sdist.extract_tests(tarball, "5.24.0", tmp_path / "tests")
+    assert not tarball.exists()
 
 
 def test_set_attn_implementation_reaches_every_config():

@@ -9,11 +9,12 @@ sdist does not contain; minimal stand-ins are written next to it (see `_STUBS`):
     `all_generative_model_classes = ()` and our generate tests live in tests/test_generation.py.
 
 Cache: `$FROZENCAPTIONER_CACHE`, else `$XDG_CACHE_HOME/frozencaptioner`, else `~/.cache/frozencaptioner`; the tarball
-goes under `sdist/`, the extracted package under `transformers-tests/<version>/`. A second run neither downloads nor
-extracts. Any failure raises `TransformersTestsUnavailable` with pip's own output (the caller turns it into a failing
-test, never a skip).
+goes under `sdist/`, the extracted package under `transformers-tests/<version>-<layout>/`. A second run neither
+downloads nor extracts. Any failure raises `TransformersTestsUnavailable` with pip's own output (the caller turns it
+into a failing test, never a skip).
 """
 
+import hashlib
 import importlib
 import importlib.util
 import os
@@ -34,13 +35,15 @@ _STUBS = {
     ),
     "generation/test_utils.py": (
         '"""Stand-in written by FrozenCaptioner\'s tests/transformers_sdist.py: the transformers sdist does not ship\n'
-        "tests/generation/, so transformers' generate tests (GenerationTesterMixin) do not run; FrozenCaptioner's own\n"
-        'generate tests are in its tests/test_generation.py."""\n\n\n'
+        "tests/generation/, so transformers' generate tests (GenerationTesterMixin) do not run; FrozenCaptioner's\n"
+        'own generate tests are in its tests/test_generation.py."""\n\n\n'
         "class GenerationTesterMixin:\n"
         "    pass\n"
     ),
 }
 _COMPLETE = ".complete"  # written last: a folder without it is a half-finished extraction and is redone
+# Part of the extraction folder's name, so that editing `_STUBS` re-extracts instead of reusing stale stand-ins.
+_LAYOUT = hashlib.sha256(repr(sorted(_STUBS.items())).encode()).hexdigest()[:8]
 
 
 class TransformersTestsUnavailable(RuntimeError):
@@ -66,19 +69,11 @@ def download_sdist(version: str, dest: Path) -> Path:
         return tarball
     dest.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dest, prefix=".download-") as tmp:
-        base = [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--no-binary",
-            ":all:",
-            "--no-deps",
-            "--disable-pip-version-check",
-        ]
-        base += ["--dest", tmp, f"transformers=={version}"]
+        base = [sys.executable, "-m", "pip", "download", "--no-binary", ":all:", "--no-deps", "--retries", "2"]
+        base += ["--disable-pip-version-check", "--dest", tmp, f"transformers=={version}"]
         # pip prepares the sdist's metadata before saving it; without build isolation that reuses this environment's
-        # setuptools (~15 s) instead of installing one into a throw-away environment (~80 s). Fall back if it fails.
+        # setuptools (~15 s) instead of installing one into a throw-away environment (~80 s). If that step fails
+        # (the download itself worked), retry with isolation.
         attempts = [base + ["--no-build-isolation"], base] if importlib.util.find_spec("setuptools") else [base]
         errors = []
         for cmd in attempts:
@@ -88,6 +83,8 @@ def download_sdist(version: str, dest: Path) -> Path:
                 os.replace(found[0], tarball)  # atomic: a concurrent run sees no tarball or a whole one
                 return tarball
             errors.append(f"$ {' '.join(cmd)}\n(exit {proc.returncode})\n{(proc.stdout + proc.stderr)[-3000:]}")
+            if "Preparing metadata" not in proc.stdout + proc.stderr:
+                break  # not a build problem (no such release, no network): a second try would fail the same way
     raise TransformersTestsUnavailable(
         f"could not download the transformers=={version} source distribution from the package index, which the "
         "test of transformers' own test_modeling_common.py needs (it is fetched at test time, never vendored). "
@@ -130,7 +127,9 @@ def extract_tests(tarball: Path, version: str, dest: Path) -> Path:
         except OSError:  # a concurrent run finished first: use its copy
             if not (target / _COMPLETE).is_file():
                 raise
-    except (OSError, tarfile.TarError) as e:
+    except (OSError, EOFError, tarfile.TarError) as e:
+        if not isinstance(e, OSError):
+            tarball.unlink(missing_ok=True)  # a damaged download: the next run fetches it again
         raise TransformersTestsUnavailable(f"could not unpack the tests of {tarball}: {e!r}") from e
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -144,7 +143,7 @@ def load_test_modeling_common(version: str | None = None):
     version = version or transformers.__version__
     root = cache_root()
     tarball = download_sdist(version, root / "sdist")
-    target = extract_tests(tarball, version, root / "transformers-tests" / version)
+    target = extract_tests(tarball, version, root / "transformers-tests" / f"{version}-{_LAYOUT}")
     if str(target.parent) not in sys.path:
         sys.path.insert(0, str(target.parent))
     try:
