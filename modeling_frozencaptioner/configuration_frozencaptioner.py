@@ -163,7 +163,14 @@ class FrozenCaptionerConfig(PreTrainedConfig):
         for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
             kwargs.setdefault(key, getattr(self.text_config, key, None))
         kwargs.setdefault("tie_word_embeddings", getattr(self.text_config, "tie_word_embeddings", True))
+        # PreTrainedConfig.__init__ sets `_attn_implementation` (None unless given) recursively on the sub-configs; keep
+        # the implementation of typed sub-configs that already have one (towers loaded by from_pretrained_backbones).
+        sub_attn = {key: getattr(self, key)._attn_implementation for key in self.sub_configs}
+        explicit_attn = "attn_implementation" in kwargs
         super().__init__(**kwargs)
+        for key, implementation in sub_attn.items():
+            if implementation is not None and not explicit_attn:
+                getattr(self, key)._attn_implementation = implementation
 
     @staticmethod
     def _typed_sub_config(sub_config, default_model_type):

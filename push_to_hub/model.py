@@ -200,6 +200,8 @@ def build_model_card(
     import transformers
     from huggingface_hub import ModelCard, ModelCardData
 
+    from modeling_frozencaptioner.configuration_frozencaptioner import TESTED_TRANSFORMERS
+
     if pipeline_tag not in PIPELINE_TAGS:
         raise ValueError(f"pipeline_tag must be one of {PIPELINE_TAGS}, got {pipeline_tag!r}")
     cfg = model.config
@@ -231,7 +233,6 @@ def build_model_card(
     )
     num_params = sum(p.numel() for p in model.parameters())
     num_adapter = sum(p.numel() for p in model.gated_cross_attn_layers.parameters())
-    major = int(transformers.__version__.split(".")[0])
     if training_data is None:
         training_data = (
             "Trained on: " + ", ".join(f"[`{d}`](https://huggingface.co/datasets/{d})" for d in datasets) + "."
@@ -270,8 +271,7 @@ def build_model_card(
         processor_frames=int(processor.num_frames),
         clip_seconds=f"{clip_seconds:g}",
         transformers_version=transformers.__version__,
-        transformers_min=f"{major}.0",
-        transformers_next_major=f"{major + 1}",
+        tested_transformers=TESTED_TRANSFORMERS,
         torch_version=torch.__version__.split("+")[0],
         training_data=training_data,
         eval_table=eval_table(eval_rows),

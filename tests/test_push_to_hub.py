@@ -266,8 +266,12 @@ def test_model_card_metadata(staged_model):
     assert 'revision="v1"' in text
     import transformers
 
-    major = int(transformers.__version__.split(".")[0])
-    assert f"transformers>={major}.0,<{major + 1}" in text and transformers.__version__ in text
+    from modeling_frozencaptioner.configuration_frozencaptioner import TESTED_TRANSFORMERS
+
+    assert f"tested with `transformers{TESTED_TRANSFORMERS}`" in text and transformers.__version__ in text
+    install = next(line for line in text.splitlines() if line.startswith("pip install"))
+    assert install == f'pip install "transformers{TESTED_TRANSFORMERS}" torch av', install
+    assert "==" not in install
     for needle in (
         "frozen",
         "GIT",
