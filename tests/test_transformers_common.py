@@ -97,6 +97,8 @@ class FrozenCaptionerVisionTester:
 
 
 class FrozenCaptionerModelTester:
+    """Tiny configs and inputs for the mixin: pixel_values (B, T, 3, H, W), input_ids / attention_mask (B, S)."""
+
     def __init__(
         self,
         parent,
@@ -196,6 +198,10 @@ if common is not None:
         # The main input is the video; the eager/sdpa comparison also needs the text.
         additional_model_inputs = ["input_ids"]
         _is_composite = True  # TimeSformer + OPT sub-configs
+        # Not overridden on purpose: the mixin checks the `pooler_output` layout of get_{image,video}_features only
+        # for classes in transformers' own image-text-to-text name table (generate()'s `mm_encoder_outputs` beam
+        # expansion relies on it). Ours is not in that table; its `pooler_output` is TimeSformer's CLS token, and its
+        # forward takes no `mm_encoder_outputs` (generate() passes the adapters' K/V, batch-first, instead).
 
         def setUp(self):
             self.model_tester = FrozenCaptionerModelTester(self)
