@@ -27,7 +27,9 @@ from transformers.masking_utils import create_causal_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPooling, CausalLMOutputWithPast
 from transformers.models.opt.modeling_opt import OPTDecoderLayer
+from transformers.models.timesformer.modeling_timesformer import TimesformerEmbeddings
 from transformers.utils import logging
+from transformers.utils.deprecation import deprecate_kwarg
 
 from .configuration_frozencaptioner import FrozenCaptionerConfig
 
@@ -51,6 +53,15 @@ _LAYER_CACHE_KWARG = _cache_name(OPTDecoderLayer.forward)
 _MASK_CACHE_KWARG = _cache_name(create_causal_mask)
 
 
+def _deprecate_past_key_values(forward):
+    """From 5.24, `forward(past_key_values=...)` warns and is read as `cache`, with the library's own decorator and
+    message (as its models do: `@deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")`); up to 5.23
+    `past_key_values` is the current name (what `generate()` passes), so nothing is wrapped there."""
+    if _OUTPUT_CACHE_FIELD != "cache":
+        return forward
+    return deprecate_kwarg("past_key_values", "5.40.0", new_name="cache", raise_if_both_names=True)(forward)
+
+
 @dataclass
 class FrozenCaptionerCausalLMOutputWithPast(CausalLMOutputWithPast):
     r"""
@@ -64,7 +75,7 @@ class FrozenCaptionerCausalLMOutputWithPast(CausalLMOutputWithPast):
         cache / past_key_values (`Cache`, *optional*): the decoder's self-attention cache (the installed version's
             name).
         hidden_states (`tuple(torch.FloatTensor)`, *optional*): input of every decoder layer (after its adapter, if
-            any) plus the final output, with `output_hidden_states=True`.
+            any) plus the final output, with `output_hidden_states=True`; with a list of indices, the others are None.
         attentions (`tuple(torch.FloatTensor)`, *optional*): decoder self-attention weights, with
             `output_attentions=True` (needs `attn_implementation="eager"`).
         video_hidden_states (`torch.FloatTensor`, *optional*): the vision tower's output, when it ran in this call
@@ -73,6 +84,17 @@ class FrozenCaptionerCausalLMOutputWithPast(CausalLMOutputWithPast):
     """
 
     video_hidden_states: torch.FloatTensor | None = None
+
+
+# Adapted from transformers.utils.output_capturing.{selected,resolve}_hidden_states(_indices) (v5.23, same in v5.24):
+# our explicit decoder loop collects the hidden states itself, so it reads `output_hidden_states` the same way.
+def _selected_hidden_states(output_hidden_states, num_hidden_states: int) -> set[int] | None:
+    """None (keep all) for a flag; else the kept indices of an int or list of ints (negative ones count from the end,
+    out-of-range ones select nothing)."""
+    if isinstance(output_hidden_states, bool) or output_hidden_states is None:
+        return None
+    selected = [output_hidden_states] if isinstance(output_hidden_states, int) else list(output_hidden_states)
+    return {i % num_hidden_states for i in selected if -num_hidden_states <= i < num_hidden_states}
 
 
 class _GeometryGate:
@@ -320,6 +342,14 @@ class FrozenCaptionerPreTrainedModel(PreTrainedModel):
     _supports_sdpa = True
     _supports_attention_backend = True
 
+    @classmethod
+    def _can_set_attn_implementation(cls) -> bool:
+        """transformers guesses this from the source (an `*Attention*(nn.Module)` class without `AttentionInterface`
+        means "cannot switch"): our adapters' attention classes trip that guess, so `set_attn_implementation` warned
+        and left `config._attn_implementation` stale. The setting is meant for the towers (which follow it); the
+        adapters always use `F.scaled_dot_product_attention` and return no weights."""
+        return True
+
     def save_pretrained(self, save_directory, *args, **kwargs):
         """`PreTrainedModel.save_pretrained`, writing a folder that `AutoModel`, `AutoModelForImageTextToText`
         (`trust_remote_code=True`) load: `register_for_auto_class` records one auto class per model class, so the
@@ -333,6 +363,15 @@ class FrozenCaptionerPreTrainedModel(PreTrainedModel):
             **{auto: f"{module}.{type(self).__name__}" for auto in _MODEL_AUTO_CLASSES},
         }
         return super().save_pretrained(save_directory, *args, **kwargs)
+
+    def initialize_weights(self):
+        """`PreTrainedModel.initialize_weights` (what `from_pretrained` runs on weights missing from a checkpoint),
+        plus TimeSformer's `time_embeddings`: `TimesformerPreTrainedModel._init_weights` (5.23, 5.24) skips them, so a
+        missing one stayed uninitialised memory; zeros, as `TimesformerEmbeddings.__init__` makes them."""
+        super().initialize_weights()
+        for module in self.modules():
+            if isinstance(module, TimesformerEmbeddings):
+                init.zeros_(module.time_embeddings)  # no-op on a loaded tensor (`_is_hf_initialized`)
 
     def _init_weights(self, module):
         super()._init_weights(module)
@@ -496,6 +535,10 @@ class FrozenCaptionerForConditionalGeneration(FrozenCaptionerPreTrainedModel, Ge
     def get_output_embeddings(self):
         return self.language_model.get_output_embeddings()
 
+    def set_output_embeddings(self, new_embeddings):
+        """Used by `resize_token_embeddings` (the lm_head lives in the language model, not on this class)."""
+        self.language_model.set_output_embeddings(new_embeddings)
+
     def enable_input_require_grads(self):
         """Hook only the text embeddings: TimeSformer's embedding module returns a tuple."""
 
@@ -603,7 +646,8 @@ class FrozenCaptionerForConditionalGeneration(FrozenCaptionerPreTrainedModel, Ge
         pixel_values: torch.FloatTensor,
         output_hidden_states: bool | None = None,
         output_attentions: bool | None = None,
-    ) -> BaseModelOutputWithPooling:
+        return_dict: bool | None = None,
+    ) -> tuple | BaseModelOutputWithPooling:
         r"""
         Run the vision tower on `pixel_values` of shape `(batch, frames, 3, height, width)` (or `(batch, 3, H, W)` for
         images); any frame count from 1 to `config.max_num_frames`.
@@ -619,14 +663,17 @@ class FrozenCaptionerForConditionalGeneration(FrozenCaptionerPreTrainedModel, Ge
         `model_args={"dynamic_img_size": True}` for that.
 
         Either way this is the frozen tower alone: the frame-wise time embeddings are added inside the adapters.
+        A tuple when `return_dict` (default `config.return_dict`) is False.
         """
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
         pixel_values = self._check_pixel_values(pixel_values)
         frames, width = pixel_values.shape[1], pixel_values.shape[-1]
         frozen = not any(p.requires_grad for p in self.vision_model.parameters())
         grad = contextlib.nullcontext() if not frozen else torch.no_grad()
         if self.config.frame_wise_vision:
             with grad:
-                return self._frame_wise_features(pixel_values, output_hidden_states, output_attentions)
+                output = self._frame_wise_features(pixel_values, output_hidden_states, output_attentions)
+            return output if return_dict else output.to_tuple()
         with grad, self._vision_geometry(frames, width):
             out = self.vision_model(
                 pixel_values.to(self.vision_model.dtype),
@@ -634,12 +681,13 @@ class FrozenCaptionerForConditionalGeneration(FrozenCaptionerPreTrainedModel, Ge
                 output_attentions=output_attentions,
                 return_dict=True,
             )
-        return BaseModelOutputWithPooling(
+        output = BaseModelOutputWithPooling(
             last_hidden_state=out.last_hidden_state,
             pooler_output=out.last_hidden_state[:, 0],
             hidden_states=out.hidden_states,
             attentions=out.attentions,
         )
+        return output if return_dict else output.to_tuple()
 
     def _frame_wise_features(
         self, pixel_values, output_hidden_states, output_attentions
@@ -690,7 +738,7 @@ class FrozenCaptionerForConditionalGeneration(FrozenCaptionerPreTrainedModel, Ge
             f"{tuple(hidden.shape)}; expected (N, prefix + tokens, {dim}) or a (N, {dim}, h, w) feature map"
         )
 
-    def get_image_features(self, pixel_values: torch.FloatTensor, **kwargs) -> BaseModelOutputWithPooling:
+    def get_image_features(self, pixel_values: torch.FloatTensor, **kwargs) -> tuple | BaseModelOutputWithPooling:
         """Images are one-frame videos: `(batch, 3, H, W)` -> `get_video_features`."""
         return self.get_video_features(pixel_values, **kwargs)
 
@@ -714,7 +762,8 @@ class FrozenCaptionerForConditionalGeneration(FrozenCaptionerPreTrainedModel, Ge
             )
         self._check_tower_frozen("get_pooled_video_features")
         pixel_values = self._check_pixel_values(pixel_values)
-        tokens = self._video_tokens(self.get_video_features(pixel_values).last_hidden_state, pixel_values.shape[1])
+        features = self.get_video_features(pixel_values, return_dict=True).last_hidden_state
+        tokens = self._video_tokens(features, pixel_values.shape[1])
         time_tokens, space_tokens = separable_pool(tokens)  # (B, t, D), (B, s, D)
         return torch.cat([time_tokens, space_tokens], dim=1)  # (B, t + s, D)
 
@@ -866,13 +915,15 @@ class FrozenCaptionerForConditionalGeneration(FrozenCaptionerPreTrainedModel, Ge
             return keys_values, split, None
         num_frames = vision_num_frames
         if pixel_values is not None:
-            vision_hidden_states = self.get_video_features(pixel_values).last_hidden_state  # validates the shape
+            # validates the shape
+            vision_hidden_states = self.get_video_features(pixel_values, return_dict=True).last_hidden_state
             num_frames = pixel_values.shape[1] if pixel_values.ndim == 5 else 1
         video_tokens = self._video_tokens(vision_hidden_states, num_frames)
         keys_values, split = self.compute_visual_key_values(video_tokens)
         return keys_values, split, vision_hidden_states if pixel_values is not None else None
 
     # ------------------------------------------------------------------ forward
+    @_deprecate_past_key_values
     def forward(
         self,
         pixel_values: torch.FloatTensor | None = None,
@@ -890,7 +941,7 @@ class FrozenCaptionerForConditionalGeneration(FrozenCaptionerPreTrainedModel, Ge
         use_cache: bool | None = None,
         position_ids: torch.LongTensor | None = None,
         output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
+        output_hidden_states: bool | int | list[int] | None = None,
         return_dict: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
         **kwargs,
@@ -920,9 +971,13 @@ class FrozenCaptionerForConditionalGeneration(FrozenCaptionerPreTrainedModel, Ge
                 they are computed once per call. Needs `visual_kv_split`.
             cache (`Cache`, *optional*):
                 The decoder's self-attention cache. `past_key_values` is the same argument under its pre-5.24 name
-                (transformers up to 5.23 passes that one from `generate()`); give at most one of them.
+                (transformers up to 5.23 passes that one from `generate()`; from 5.24 it is deprecated, with
+                transformers' FutureWarning); give at most one of them.
             labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
                 Targets for the LM loss (shifted inside); `-100` is ignored.
+            output_hidden_states (`bool`, `int` or `list[int]`, *optional*):
+                Return the decoder's hidden states: all of them (`True`), or only those at the given indices (the
+                others are None; negative indices count from the end), as transformers' own models do.
         """
         if cache is not None and past_key_values is not None:
             raise ValueError("pass the KV cache as `cache` or as `past_key_values`, not both")
@@ -966,7 +1021,11 @@ class FrozenCaptionerForConditionalGeneration(FrozenCaptionerPreTrainedModel, Ge
         logits = lm.lm_head(hidden_states)
         loss = None
         if labels is not None:
-            loss = lm.loss_function(logits=logits, labels=labels, vocab_size=self.config.text_config.vocab_size)
+            # `kwargs` carry the loss options transformers' Trainer / accelerate pass (`num_items_in_batch` for
+            # gradient accumulation, pre-shifted `shift_labels` under sequence parallelism), as in OPTForCausalLM.
+            loss = lm.loss_function(
+                logits=logits, labels=labels, vocab_size=self.config.text_config.vocab_size, **kwargs
+            )
 
         output = FrozenCaptionerCausalLMOutputWithPast(
             loss=loss,
@@ -988,7 +1047,7 @@ class FrozenCaptionerForConditionalGeneration(FrozenCaptionerPreTrainedModel, Ge
     #   layer.self_attn (forward hook, output[1] = attention weights), config._attn_implementation,
     #   create_causal_mask(config=, inputs_embeds=, attention_mask=, <cache kwarg>=), DynamicCache(config=),
     #   Cache.get_seq_length(), self._gradient_checkpointing_func (set by activation_checkpointing_enable),
-    #   lm.lm_head, lm.loss_function(logits=, labels=, vocab_size=).
+    #   lm.lm_head, lm.loss_function(logits=, labels=, vocab_size=, **kwargs).
     # The cache keyword is `past_key_values` up to 5.23 and `cache` from 5.24 (_LAYER_CACHE_KWARG, _MASK_CACHE_KWARG).
     def _decode(
         self,
@@ -1018,6 +1077,7 @@ class FrozenCaptionerForConditionalGeneration(FrozenCaptionerPreTrainedModel, Ge
         checkpointing = self.gradient_checkpointing and self.training and grad_enabled
 
         all_hidden = () if output_hidden_states else None
+        keep_hidden = _selected_hidden_states(output_hidden_states, len(decoder.layers) + 1)  # None: keep all
         all_attn = () if output_attentions else None
         hooks, all_attn_list = [], []
         if output_attentions:
@@ -1067,7 +1127,9 @@ class FrozenCaptionerForConditionalGeneration(FrozenCaptionerPreTrainedModel, Ge
                         keys, values = visual_kv[:, a, 0], visual_kv[:, a, 1]
                         hidden_states = adapter(hidden_states, keys, values, split)
                     if output_hidden_states:
-                        all_hidden += (hidden_states,)
+                        all_hidden += (
+                            hidden_states if keep_hidden is None or len(all_hidden) in keep_hidden else None,
+                        )
                     if decoder.training and decoder.layerdrop > 0.0 and torch.rand([]) < decoder.layerdrop:
                         continue
                     if checkpointing and not lower and not decoder_layer.training:
@@ -1089,7 +1151,7 @@ class FrozenCaptionerForConditionalGeneration(FrozenCaptionerPreTrainedModel, Ge
             if decoder.project_out is not None:
                 hidden_states = decoder.project_out(hidden_states)
             if output_hidden_states:
-                all_hidden += (hidden_states,)
+                all_hidden += (hidden_states if keep_hidden is None or len(all_hidden) in keep_hidden else None,)
         finally:
             for hook in hooks:
                 hook.remove()
