@@ -120,6 +120,7 @@ def test_frame_tokens_are_the_towers_patch_tokens_per_frame(kind, models):
     pixels = _pixels(model)
     ours = model.get_video_features(pixels).last_hidden_state
     assert ours.shape == (2, 4, 16, 32)
+    assert torch.equal(model.get_video_features(pixels, return_dict=False)[0], ours)
     with torch.no_grad():
         for t in range(4):
             if kind.startswith("timm"):
@@ -176,7 +177,6 @@ def test_reversing_the_frames_changes_the_logits(kind, cross_attention):
     assert (forward - reversed_).abs().max() > 1e-6
 
 
-@pytest.mark.slow
 def test_frame_order_is_learnable_from_a_frozen_image_tower():
     """8 clips and their reversals captioned "left" / "right": the adapters learn to tell them apart through the time
     embeddings (a model without them gives a clip and its reversal the same logits, the test above, so it scores 0.5
