@@ -9,7 +9,6 @@ remote code with a transformers outside it logs one warning (users of a Hub repo
 they have installed).
 """
 
-import torch
 import transformers
 from packaging.specifiers import SpecifierSet
 from transformers import CONFIG_MAPPING, AutoConfig, PreTrainedConfig
@@ -265,6 +264,8 @@ class FrozenCaptionerConfig(PreTrainedConfig):
             return int(vision_config.num_features)
         if not build:
             return None
+        import torch
+
         timm = import_timm()
         model_args = {k: v for k, v in (vision_config.model_args or {}).items() if k != "num_classes"}
         with torch.device("meta"):
