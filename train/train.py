@@ -44,8 +44,9 @@ import sys
 import time
 
 
-if __package__ in (None, ""):  # `accelerate launch train/train.py`: make the repository importable
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if __package__ in (None, ""):  # `python train/x.py`: the checkout on top of sys.path instead of this folder
+    _here = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [os.path.dirname(_here)] + [p for p in sys.path if os.path.abspath(p or os.curdir) != _here]
 
 import torch
 import yaml
@@ -225,8 +226,6 @@ def load_model_and_processor(args, dtype: torch.dtype | None = None):
         model = FrozenCaptionerForConditionalGeneration.from_pretrained(args.model_name_or_path, **load_kwargs)
         processor = FrozenCaptionerProcessor.from_pretrained(args.model_name_or_path)
     else:
-        from transformers import AutoTokenizer, AutoVideoProcessor
-
         model = FrozenCaptionerForConditionalGeneration.from_pretrained_backbones(
             args.vision_model_name_or_path,
             args.text_model_name_or_path,
@@ -236,9 +235,10 @@ def load_model_and_processor(args, dtype: torch.dtype | None = None):
             cross_attention=args.cross_attention,
             **load_kwargs,
         )
-        processor = FrozenCaptionerProcessor(
-            video_processor=AutoVideoProcessor.from_pretrained(args.vision_model_name_or_path),
-            tokenizer=AutoTokenizer.from_pretrained(args.text_model_name_or_path),
+        # the tower's own normalisation and size (TimeSformer, timm, CLIP, SigLIP), not VideoMAE's defaults
+        processor = FrozenCaptionerProcessor.from_pretrained_backbones(
+            args.vision_model_name_or_path,
+            args.text_model_name_or_path,
             num_frames=args.num_frames or model.config.num_frames,
         )
     if args.num_frames:
@@ -246,19 +246,18 @@ def load_model_and_processor(args, dtype: torch.dtype | None = None):
     if processor.num_frames > model.config.num_frames:
         raise ValueError(f"num_frames {processor.num_frames} > the vision tower's {model.config.num_frames}")
     if args.image_size:  # the model interpolates position embeddings; the processor crops at this size
-        processor.video_processor.size = {"shortest_edge": args.image_size}
-        processor.video_processor.crop_size = {"height": args.image_size, "width": args.image_size}
+        processor.set_image_size(args.image_size)
     return model, processor
 
 
 def trainable_param_groups(model, weight_decay: float):
     """Only `requires_grad` parameters (ZeRO-2 has open bugs with frozen params in the optimizer); no decay on
-    biases, LayerNorms and gates."""
+    biases, LayerNorms, gates and the frame-wise towers' time embeddings (a per-frame offset, like a bias)."""
     decay, no_decay = [], []
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        (no_decay if param.ndim < 2 or name.endswith("_gate") else decay).append(param)
+        (no_decay if param.ndim < 2 or name.endswith(("_gate", "time_embeddings")) else decay).append(param)
     if not decay and not no_decay:
         raise ValueError("the model has no trainable parameters")
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
