@@ -146,7 +146,7 @@ class TowerFeatures:
     def features(self, clips):
         """Decoded clips `[(T, H, W, 3) uint8]` -> the tower's output `(B, *shape)` in the stored dtype, on the CPU."""
         import torch
-    
+
         from train.data import preprocess_clips
 
         pixel_values = preprocess_clips(self.processor, clips, self.image_size).to(self.device)  # (B, T, 3, H, W)
@@ -202,7 +202,9 @@ def check_output_record(output_dir: str, record: dict) -> None:
         return
     with open(path, encoding="utf-8") as f:
         saved = json.load(f)
-    keys = sorted(k for k in set(saved) | set(record) if k not in ("source", "shape") and saved.get(k) != record.get(k))
+    keys = sorted(
+        k for k in set(saved) | set(record) if k not in ("source", "shape") and saved.get(k) != record.get(k)
+    )
     if keys:
         raise SystemExit(f"{output_dir} holds a feature cache made with other settings ({', '.join(keys)} differ; "
                          f"made from {saved.get('source')}): use a new --output_dir")  # fmt: skip

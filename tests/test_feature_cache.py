@@ -88,8 +88,10 @@ def test_training_from_cache_equals_training_from_pixels(setup, monkeypatch, dty
     assert _rel(*flat) <= tolerance
     # key biases get no gradient in exact arithmetic (a softmax ignores a logit shift shared by all keys): noise
     per_tensor = {n: _rel(grads_cached[n], g) for n, g in grads_pixels.items() if not n.endswith("k_proj.bias")}
-    print(f"{dtype}: loss rel {abs(float(loss_cached / loss_pixels - 1)):.2e}, gradients rel {_rel(*flat):.2e}, "
-          f"worst tensor {max(per_tensor.values()):.2e} ({max(per_tensor, key=per_tensor.get)})")
+    print(
+        f"{dtype}: loss rel {abs(float(loss_cached / loss_pixels - 1)):.2e}, gradients rel {_rel(*flat):.2e}, "
+        f"worst tensor {max(per_tensor.values()):.2e} ({max(per_tensor, key=per_tensor.get)})"
+    )
     # per tensor: fp32 within the same bound; fp16 rounding (2^-11 per value) reaches the small query gradients of the
     # time branch (they depend on differences between the t time keys) up to a few 1e-3
     assert max(per_tensor.values()) <= (tolerance if dtype == "fp32" else 5e-3)
@@ -98,7 +100,11 @@ def test_training_from_cache_equals_training_from_pixels(setup, monkeypatch, dty
 
 @pytest.mark.parametrize(
     "change,match",
-    [("other_tower", "vision tower weights differ"), ("image_size", "preprocessing differs"), ("num_frames", "holds 4-frame clips, this stream trains on 2")],
+    [
+        ("other_tower", "vision tower weights differ"),
+        ("image_size", "preprocessing differs"),
+        ("num_frames", "holds 4-frame clips, this stream trains on 2"),
+    ],
 )
 def test_cache_of_another_tower_or_crop_is_refused(setup, tmp_path, change, match):
     from frozencaptioner.tiny import build_tiny_frozencaptioner
@@ -138,7 +144,10 @@ def test_builder_skips_corrupt_rows_resumes_and_refuses_another_tower(setup, tmp
     assert again["rows"] == 0 and {p: os.stat(p).st_mtime_ns for p in shards} == mtimes
     os.remove(out / "_state" / "done" / "b.json")  # as if killed before b's marker: b is redone, once
     redo = cache_features.main(argv)
-    assert redo["rows"] == 2 + 1 and ShardIndex.from_files(sorted(glob.glob(str(out / "data" / "*.parquet")))).num_rows == 7
+    assert (
+        redo["rows"] == 3  # b's rows, once
+        and ShardIndex.from_files(sorted(glob.glob(str(out / "data" / "*.parquet")))).num_rows == 7
+    )
 
     with pytest.raises(SystemExit, match="other settings"):  # another frame count into the same folder
         cache_features.main(argv[:-1] + ["2"])

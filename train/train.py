@@ -117,10 +117,16 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--gradient_checkpointing", action=argparse.BooleanOptionalAction, default=False)
     g = p.add_argument_group("data")
     g.add_argument(
-        "--image_train_files", nargs="+", default=None, help="parquet shards (globs) of image-text rows (LAION), or a feature cache of them (see --help)"
+        "--image_train_files",
+        nargs="+",
+        default=None,
+        help="parquet shards (globs) of image-text rows (LAION), or a feature cache of them (see --help)",
     )
     g.add_argument(
-        "--video_train_files", nargs="+", default=None, help="parquet shards (globs) of video-text rows (HowTo100M), or a feature cache of them"
+        "--video_train_files",
+        nargs="+",
+        default=None,
+        help="parquet shards (globs) of video-text rows (HowTo100M), or a feature cache of them",
     )
     g.add_argument(
         "--p_image", type=float, default=0.95, help="probability that a step draws an image batch (paper: 0.95)"
