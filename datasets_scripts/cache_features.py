@@ -39,11 +39,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-
-if __package__ in (None, ""):  # `python datasets_scripts/x.py`: the checkout on top of sys.path instead of this folder
-    _here = os.path.dirname(os.path.abspath(__file__))
-    sys.path[:] = [os.path.dirname(_here)] + [p for p in sys.path if os.path.abspath(p or os.curdir) != _here]
-
 from datasets_scripts.io_utils import (
     check_unique_stems,
     launch_rank_world,
