@@ -208,6 +208,7 @@ def check_output_record(output_dir: str, record: dict) -> None:
 def main(argv=None, tower: TowerFeatures | None = None) -> dict:
     """Build the cache. `tower`: an already loaded `TowerFeatures` (the benchmark; default: from the flags).
     Returns this run's counts."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     from train.data import CorruptSample, decode_frames
@@ -229,14 +230,24 @@ def main(argv=None, tower: TowerFeatures | None = None) -> dict:
 
     def jobs_of(stem, path):
         """Batches of `--batch_size` rows, one row group read at a time (memory does not grow with the shard)."""
-        handle = pq.ParquetFile(path)
+        try:
+            handle = pq.ParquetFile(path)
+        except (OSError, pa.ArrowException) as err:  # truncated or not parquet: logged, the other shards go on
+            build.error(stem, path, f"unreadable parquet file: {err}"[:300], "read")
+            logger.warning("skipping unreadable input shard %s: %s", path, err)
+            return
         names = set(handle.schema_arrow.names)
         if not set(INPUT_COLUMNS) <= names:
             raise SystemExit(f"{path}: a feature cache is built from training shards with columns {INPUT_COLUMNS} "
                              f"(+ source), got {sorted(names)}")  # fmt: skip
         columns = INPUT_COLUMNS + (["source"] if "source" in names else [])
         for group in range(handle.num_row_groups):
-            rows = handle.read_row_group(group, columns=columns).to_pylist()
+            try:
+                rows = handle.read_row_group(group, columns=columns).to_pylist()
+            except (OSError, pa.ArrowException) as err:
+                build.error(stem, path, f"unreadable row group {group}: {err}"[:300], "read")
+                logger.warning("skipping row group %d of %s: %s", group, path, err)
+                continue
             for i in range(0, len(rows), args.batch_size):
                 yield path, rows[i : i + args.batch_size]
 

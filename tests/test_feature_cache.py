@@ -127,11 +127,13 @@ def test_builder_skips_corrupt_rows_resumes_and_refuses_another_tower(setup, tmp
     rows[2]["frames"] = [b"not a jpeg"] * 4
     write_parquet_shard(tmp_path / "in" / "a.parquet", rows)
     write_parquet_shard(tmp_path / "in" / "b.parquet", training_rows(3, "video", num_frames=2, seed=5))
+    (tmp_path / "in" / "c.parquet").write_bytes(b"PAR1 truncated")  # an unreadable input shard: logged, skipped
     out = tmp_path / "cache"
     argv = ["--input", str(tmp_path / "in" / "*.parquet"), "--output_dir", str(out),
             "--model_name_or_path", str(setup / "model"), "--num_frames", "4"]  # fmt: skip
     first = cache_features.main(argv)
-    assert (first["rows"], first["corrupt_rows"], first["short_frame_rows"], first["input_shards"]) == (7, 1, 3, 2)
+    assert (first["rows"], first["corrupt_rows"], first["short_frame_rows"], first["input_shards"]) == (7, 1, 3, 3)
+    assert [e["stage"] for e in map(json.loads, open(out / "errors" / "c.jsonl"))] == ["read"]
     errors = [json.loads(line) for line in open(out / "errors" / "a.jsonl")]
     assert [e["id"] for e in errors] == [rows[2]["id"]] and errors[0]["stage"] == "decode"
     shards = sorted(glob.glob(str(out / "data" / "*.parquet")))
