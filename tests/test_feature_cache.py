@@ -185,3 +185,25 @@ def test_train_py_runs_and_resumes_from_a_cache(setup, tmp_path):
     assert losses(tmp_path / "cut") == pytest.approx(losses(tmp_path / "full"), rel=1e-6)
     summary = json.loads((tmp_path / "cut" / "train_summary.json").read_text())
     assert summary["steps"] == 4 and summary["rows_seen"] == 8
+
+
+def test_tower_fingerprint_matches_across_dtypes_and_not_across_towers():
+    """A cache made with the fp32 tower serves a run that loads it in fp16 / bf16; another tower never matches."""
+    import copy
+
+    from frozencaptioner.tiny import build_tiny_frozencaptioner
+    from train.feature_cache import same_weights, weights_fingerprint
+
+    tower = build_tiny_frozencaptioner(seed=0)[0].vision_model
+    other = build_tiny_frozencaptioner(seed=1)[0].vision_model
+    made = weights_fingerprint(tower)
+    assert set(made["sha256"]) == {"float32", "float16", "bfloat16"}
+    for dtype in (torch.float32, torch.float16, torch.bfloat16):
+        assert same_weights(made, copy.deepcopy(tower).to(dtype))
+        assert not same_weights(made, copy.deepcopy(other).to(dtype))
+    nudged = copy.deepcopy(tower)
+    with torch.no_grad():
+        next(nudged.parameters()).view(-1)[0] += 1e-3  # one sampled value of a 'fine-tuned' tower
+    assert not same_weights(made, nudged)
+    made_fp16 = weights_fingerprint(copy.deepcopy(tower).half())
+    assert same_weights(made_fp16, tower) and same_weights(made_fp16, copy.deepcopy(tower).half())

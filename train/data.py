@@ -46,7 +46,7 @@ import torch
 from PIL import Image
 
 from modeling_frozencaptioner import sample_frame_indices
-from train.feature_cache import FEATURES, features_to_tensor, model_visual_inputs, read_record
+from train.feature_cache import FEATURES, features_to_tensor, footer_record, model_visual_inputs, record_digest
 
 
 logger = logging.getLogger(__name__)
@@ -167,7 +167,7 @@ def _read_footer(path: str) -> dict:
             f"{path}: expected columns id, frames and caption (training rows) or references (eval rows), or id, "
             f"features and caption (a feature cache), got {sorted(names)}"
         )
-    record = read_record(meta.metadata, path) if visual == FEATURES else None
+    record = record_digest(footer_record(meta.metadata, path)) if visual == FEATURES else None
     rows, parquet_rows, nbytes = [], [], 0
     for i in range(meta.num_row_groups):
         group = meta.row_group(i)
@@ -202,7 +202,7 @@ class ShardIndex:
     Build it with `ShardIndex.from_files` (threads over the footers); `to_dict` / `from_dict` for a broadcast.
     """
 
-    def __init__(self, files: list[str], footers: list[dict]):
+    def __init__(self, files: list[str], footers: list[dict], feature_record: dict | None = None):
         if not files:
             raise ValueError("no data files")
         self.files = [str(f) for f in files]
@@ -211,7 +211,7 @@ class ShardIndex:
         self.file_rows = [int(sum(f["rows"])) for f in footers]
         self.bytes = int(sum(f["bytes"] for f in footers))
         self.footers = footers
-        self.feature_record = self._feature_record(files, [f.get("features") for f in footers])
+        self.feature_record = self._feature_record(self.files, [f.get("features") for f in footers], feature_record)
         counts = [len(f["rows"]) for f in footers]
         self.unit_file = np.repeat(np.arange(len(files), dtype=np.int64), counts)
         self.unit_group = np.concatenate([np.arange(n, dtype=np.int64) for n in counts] + [np.zeros(0, np.int64)])
@@ -219,21 +219,26 @@ class ShardIndex:
         self.num_rows = int(self.unit_rows.sum())
 
     @staticmethod
-    def _feature_record(files, records) -> dict | None:
-        """The feature-cache record of the stream (None: frame shards). A stream is all frames or one cache."""
-        cached = [f for f, r in zip(files, records) if r is not None]
+    def _feature_record(files, digests, record: dict | None) -> dict | None:
+        """The feature-cache record of the stream (None: frame shards), read from the first file unless given. The
+        footers carry only its digest: one record per index, not 50K copies in the broadcast. A stream is all frame
+        shards or one cache."""
+        import pyarrow.parquet as pq
+
+        cached = [f for f, d in zip(files, digests) if d is not None]
         if not cached:
             return None
         if len(cached) != len(files):
-            plain = next(f for f, r in zip(files, records) if r is None)
+            plain = next(f for f, d in zip(files, digests) if d is None)
             raise ValueError(f"a stream mixes feature-cache shards ({cached[0]}) and frame shards ({plain}); give "
                              "one or the other per modality")  # fmt: skip
-        first = {k: v for k, v in records[0].items() if k != "source"}
-        for f, r in zip(files, records):
-            if {k: v for k, v in r.items() if k != "source"} != first:
-                raise ValueError(f"{f} and {files[0]} are feature caches of different towers or settings; one "
-                                 "stream reads one cache")  # fmt: skip
-        return records[0]
+        other = next((f for f, d in zip(files, digests) if d != digests[0]), None)
+        if other is not None:
+            raise ValueError(f"{other} and {files[0]} are feature caches of different towers or settings; one "
+                             "stream reads one cache")  # fmt: skip
+        if record is None:
+            record = json.loads(footer_record(pq.read_metadata(files[0]).metadata, files[0]))
+        return record
 
     @classmethod
     def from_files(cls, files, num_threads: int = 16) -> "ShardIndex":
@@ -243,11 +248,11 @@ class ShardIndex:
         return cls(files, footers)
 
     def to_dict(self) -> dict:
-        return {"files": self.files, "footers": self.footers}
+        return {"files": self.files, "footers": self.footers, "feature_record": self.feature_record}
 
     @classmethod
     def from_dict(cls, state: dict) -> "ShardIndex":
-        return cls(state["files"], state["footers"])
+        return cls(state["files"], state["footers"], state.get("feature_record"))
 
     @property
     def num_units(self) -> int:

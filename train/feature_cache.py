@@ -16,10 +16,11 @@ Record fields:
   full cross-attention, fed back as `vision_hidden_states`).
 * `shape`, `dtype`: of one row's `features`; `num_frames`: frames per clip (1 for images).
 * `vision_config_sha256`: the tower's config (volatile keys dropped, as in the checkpoints' model record).
-* `vision_weights`: `{"names_sha256", "dtype", "values"}`: the tower's parameter names and shapes (hashed) and
-  `SAMPLES_PER_TENSOR` evenly strided values of every parameter, as exact floats. Compared in the coarser of the two
-  dtypes, so a cache made with the fp32 tower is accepted by a run that loads the same tower in fp16 or bf16 (a
-  different checkpoint or seed differs in practically every value).
+* `vision_weights`: `{"dtype", "sha256": {dtype: hash}}`: the tower's parameter names, shapes and ~1K evenly strided
+  values of every parameter (as in the checkpoints' model record), hashed after rounding to each dtype at most as
+  precise as the tower's. A run compares its own tower's hash in the coarser of the two dtypes, so a cache made with
+  the fp32 tower (the default) is accepted by a run that loads the same tower in fp32, fp16 or bf16; a different
+  checkpoint or seed differs in practically every value. (A cache made in fp16 serves fp16 and fp32 runs, bf16 likewise.)
 * `preprocessing`: the video processor's settings (size, crop, mean, std, resampling, ...) after `--image_size`:
   the cache fixes the crop, so a run that would preprocess differently is refused.
 * `source`: where the tower came from (informative; not compared).
@@ -36,7 +37,7 @@ FORMAT = "frozencaptioner-feature-cache-v1"
 FEATURES = "features"  # the column that marks a cached shard
 METADATA_KEY = b"frozencaptioner.feature_cache"
 POOLED, FULL = "pooled", "full"
-SAMPLES_PER_TENSOR = 8
+SAMPLES_PER_TENSOR = 1024
 DTYPES = {"fp16": "float16", "fp32": "float32"}
 
 VOLATILE_CONFIG_KEYS = {"_name_or_path", "transformers_version", "dtype", "torch_dtype", "architectures", "auto_map",
@@ -63,29 +64,35 @@ def strided_sample(tensor: torch.Tensor, n: int) -> torch.Tensor:
     return flat[:: max(1, flat.numel() // n)].cpu()
 
 
-def weights_sample(module: torch.nn.Module, per_tensor: int = SAMPLES_PER_TENSOR) -> dict:
-    names, values, dtypes = [], [], set()
-    for name, param in module.named_parameters():
-        names.append(f"{name}{tuple(param.shape)}")
-        values += strided_sample(param, per_tensor).double().tolist()
-        dtypes.add(str(param.dtype).replace("torch.", ""))
-    if len(dtypes) != 1:
-        raise ValueError(f"the vision tower's parameters have several dtypes {sorted(dtypes)}")
-    return {"names_sha256": hashlib.sha256(json.dumps(names).encode()).hexdigest(), "dtype": dtypes.pop(),
-            "values": values}  # fmt: skip
+def weights_fingerprint(module: torch.nn.Module, dtypes=None) -> dict:
+    """`{"dtype", "sha256": {dtype: hash}}` of `module`'s parameters (names, shapes, strided samples rounded to each
+    dtype in `dtypes`; default: every dtype at most as precise as the parameters')."""
+    params = list(module.named_parameters())
+    own = {p.dtype for _, p in params}
+    if len(own) != 1:
+        raise ValueError(f"the vision tower's parameters have several dtypes {sorted(map(str, own))}")
+    own = own.pop()
+    if dtypes is None:
+        dtypes = [d for d in _PRECISION if _PRECISION[d] <= _PRECISION[own] and (d == own or d != torch.float64)]
+    digests = {}
+    for dtype in dtypes:
+        digest = hashlib.sha256()
+        for name, param in params:
+            digest.update(f"{name}{tuple(param.shape)}".encode())
+            digest.update(strided_sample(param, SAMPLES_PER_TENSOR).to(dtype).double().numpy().tobytes())
+        digests[str(dtype).replace("torch.", "")] = digest.hexdigest()
+    return {"dtype": str(own).replace("torch.", ""), "sha256": digests}
 
 
-def same_weights(saved: dict, now: dict) -> bool:
-    """The sampled values agree in the coarser of the two dtypes (exactly; fp16 vs bf16: within bf16's rounding)."""
-    if saved["names_sha256"] != now["names_sha256"] or len(saved["values"]) != len(now["values"]):
+def same_weights(saved: dict, module: torch.nn.Module) -> bool:
+    """`module`'s parameters hash like the cache's tower, compared in the coarser of the two dtypes."""
+    mine = next(module.parameters()).dtype
+    theirs = getattr(torch, saved["dtype"])
+    coarse = mine if _PRECISION[mine] < _PRECISION[theirs] or mine == theirs else theirs
+    name = str(coarse).replace("torch.", "")
+    if name not in saved["sha256"]:  # fp16 vs bf16: no exact common rounding
         return False
-    a_dtype, b_dtype = getattr(torch, saved["dtype"]), getattr(torch, now["dtype"])
-    a = torch.tensor(saved["values"], dtype=torch.float64)
-    b = torch.tensor(now["values"], dtype=torch.float64)
-    if a_dtype != b_dtype and _PRECISION[a_dtype] == _PRECISION[b_dtype]:  # fp16 vs bf16: rounding differs
-        return bool(torch.allclose(a, b, rtol=2**-7, atol=1e-7))
-    coarse = a_dtype if _PRECISION[a_dtype] <= _PRECISION[b_dtype] else b_dtype
-    return bool(torch.equal(a.to(coarse), b.to(coarse)))
+    return weights_fingerprint(module, [coarse])["sha256"][name] == saved["sha256"][name]
 
 
 def preprocessing_settings(processor) -> dict:
@@ -103,7 +110,7 @@ def tower_record(model, processor, num_frames: int) -> dict:
         "format": FORMAT,
         "num_frames": int(num_frames),
         "vision_config_sha256": config_sha256(model.config.vision_config.to_dict()),
-        "vision_weights": weights_sample(model.vision_model),
+        "vision_weights": weights_fingerprint(model.vision_model),
         "preprocessing": preprocessing_settings(processor),
     }
 
@@ -122,15 +129,19 @@ def check_cache_record(record: dict, model, processor, num_frames: int, what: st
     if record["tokens"] == POOLED and model.config.cross_attention != "separable":
         raise ValueError(f"{what}: the cache holds pooled tokens, which feed separable cross-attention only; this "
                          "model uses full cross-attention: cache it with --model_name_or_path of this model")  # fmt: skip
-    now = tower_record(model, processor, num_frames)
+    now = {"num_frames": int(num_frames), "vision_config_sha256": config_sha256(model.config.vision_config.to_dict()),
+           "preprocessing": preprocessing_settings(processor)}  # fmt: skip
     problems = []
     if record["num_frames"] != now["num_frames"]:
         problems.append(f"it holds {record['num_frames']}-frame clips, this stream trains on {now['num_frames']} "
                         "(--num_frames)")  # fmt: skip
     if record["vision_config_sha256"] != now["vision_config_sha256"]:
         problems.append("its vision tower config differs")
-    if not same_weights(record["vision_weights"], now["vision_weights"]):
-        problems.append("its vision tower weights differ")
+    if not same_weights(record["vision_weights"], model.vision_model):
+        dtypes = (record["vision_weights"]["dtype"], str(next(model.vision_model.parameters()).dtype)[6:])
+        problems.append(f"its vision tower weights differ (cache tower {dtypes[0]}, this run's {dtypes[1]}"
+                        + ("; a cache made in fp16 or bf16 serves that dtype and fp32: cache with --tower_dtype fp32"
+                           if {"float16", "bfloat16"} == set(dtypes) else "") + ")")  # fmt: skip
     if record["preprocessing"] != now["preprocessing"]:
         keys = sorted(k for k in set(record["preprocessing"]) | set(now["preprocessing"])
                       if record["preprocessing"].get(k) != now["preprocessing"].get(k))  # fmt: skip
@@ -145,12 +156,18 @@ def check_cache_record(record: dict, model, processor, num_frames: int, what: st
         )
 
 
-def read_record(metadata: dict | None, path: str) -> dict:
-    """The record in a cached shard's footer key-value metadata."""
+def footer_record(metadata: dict | None, path: str) -> bytes:
+    """The record's JSON bytes in a cached shard's footer key-value metadata (~1 KB)."""
     if not metadata or METADATA_KEY not in metadata:
         raise ValueError(f"{path}: has a {FEATURES!r} column but no feature-cache record in its footer "
                          f"({METADATA_KEY.decode()}); write caches with datasets_scripts.cache_features")  # fmt: skip
-    return json.loads(metadata[METADATA_KEY])
+    return metadata[METADATA_KEY]
+
+
+def record_digest(record_json: bytes) -> str:
+    """What two shards of one cache share: the record without `source` (jobs may name the same tower differently)."""
+    record = {k: v for k, v in json.loads(record_json).items() if k != "source"}
+    return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
 
 
 def features_to_tensor(blobs: list[bytes], record: dict) -> torch.Tensor:
