@@ -13,6 +13,7 @@ forward for frames). Bytes per clip are measured on the written parquet files.
 """
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -165,6 +166,7 @@ def main():
     print(f"bytes per clip: frames {f_file / 1e3:.1f} KB on disk ({t} JPEGs of {jpeg_bytes / 1e3:.1f} KB mean; {f_raw / 1e3:.1f} KB of columns), "
           f"cache {c_file / 1e3:.1f} KB on disk ({c_raw / 1e3:.1f} KB of columns; {t}+{s} pooled tokens x 768 fp16 = "
           f"{(t + s) * 768 * 2 / 1e3:.1f} KB): cache / frames x{c_file / f_file:.2f}")  # fmt: skip
+    print(f"feature-cache record in every shard footer: {len(json.dumps(tower.record, sort_keys=True)):,} bytes")
     print(
         f"cache build: {rows_needed} clips in {build_seconds:.1f} s ({rows_needed / build_seconds:.2f} clips/s, "
         f"tower forward batch {args.batch_size})"
