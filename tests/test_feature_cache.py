@@ -207,3 +207,23 @@ def test_tower_fingerprint_matches_across_dtypes_and_not_across_towers():
     assert not same_weights(made, nudged)
     made_fp16 = weights_fingerprint(copy.deepcopy(tower).half())
     assert same_weights(made_fp16, tower) and same_weights(made_fp16, copy.deepcopy(tower).half())
+
+
+def test_index_of_50k_cached_shards_carries_one_record(setup):
+    """The main process broadcasts the footers of every shard (train.py build_data_index): at 50K shards they carry a
+    64-character record digest each and the record once (~1 KB), not 50K records."""
+    import pickle
+
+    index = ShardIndex.from_files(glob.glob(str(setup / "cache_fp16" / "data" / "*.parquet")))
+    one = index.to_dict()
+    many = ShardIndex.from_dict(
+        {
+            "files": [f"s{i:05d}.parquet" for i in range(50_000)],
+            "footers": [json.loads(json.dumps(one["footers"][0])) for _ in range(50_000)],
+            "feature_record": one["feature_record"],
+        }  # fmt: skip
+    )
+    assert many.feature_record == index.feature_record and many.num_rows == 50_000 * NUM_ROWS
+    per_shard = len(pickle.dumps(many.to_dict())) / 50_000
+    print(f"broadcast bytes per cached shard: {per_shard:.0f}; record {len(json.dumps(index.feature_record))} bytes")
+    assert per_shard < 400  # a record per footer would add > 1 KB each
