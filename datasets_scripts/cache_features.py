@@ -127,13 +127,15 @@ class TowerFeatures:
 
         from train.feature_cache import DTYPES, tokens_kind, tower_record
 
-        self.model, self.processor = model.eval(), processor
+        self.model, self.processor = model, processor
+        model.vision_model.eval()  # the tower only: a caller may be training the adapters (the benchmark)
         self.num_frames, self.image_size = int(num_frames), image_size
         self.device, self.tokens = torch.device(device), tokens_kind(model)
         self.storage = getattr(torch, DTYPES[dtype])
         self.record = {**tower_record(model, processor, self.num_frames), "tokens": self.tokens,
                        "dtype": DTYPES[dtype], "source": source}  # fmt: skip
         model.vision_model.to(self.device, tower_dtype)  # only the tower runs here (the LM stays where it is)
+        self.record["tower_dtype"] = str(next(model.vision_model.parameters()).dtype).replace("torch.", "")
         self.record["shape"] = None
         black = np.zeros((self.num_frames, 256, 256, 3), dtype=np.uint8)  # the processor resizes and crops it
         self.record["shape"] = list(self.features([black]).shape[1:])  # the stored shape, known before any row

@@ -14,7 +14,8 @@ Record fields:
   cross-attention, fed back as `vision_pooled_states` with `vision_num_frames`); `"full"`: the tower's
   `last_hidden_state` (`(1 + patches * frames, D)` for TimeSformer, `(frames, patches, D)` for a frame-wise tower;
   full cross-attention, fed back as `vision_hidden_states`).
-* `shape`, `dtype`: of one row's `features`; `num_frames`: frames per clip (1 for images).
+* `shape`, `dtype`: of one row's `features`; `num_frames`: frames per clip (1 for images); `tower_dtype`: the dtype
+  the tower ran in (informative).
 * `vision_config_sha256`: the tower's config (volatile keys dropped, as in the checkpoints' model record).
 * `vision_weights`: `{"dtype", "sha256": {dtype: hash}}`: the tower's parameter names, shapes and ~1K evenly strided
   values of every parameter (as in the checkpoints' model record), hashed after rounding to each dtype at most as
