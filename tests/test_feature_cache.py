@@ -227,3 +227,29 @@ def test_index_of_50k_cached_shards_carries_one_record(setup):
     per_shard = len(pickle.dumps(many.to_dict())) / 50_000
     print(f"broadcast bytes per cached shard: {per_shard:.0f}; record {len(json.dumps(index.feature_record))} bytes")
     assert per_shard < 400  # a record per footer would add > 1 KB each
+
+
+def test_full_cross_attention_trains_from_cached_full_tokens(setup, tmp_path):
+    """`cross_attention="full"`: the cache holds the tower's whole last_hidden_state; loss and gradients as from
+    pixels (fp32), and pooled tokens are refused for such a model."""
+    from frozencaptioner.tiny import build_tiny_frozencaptioner
+
+    build_tiny_frozencaptioner(tmp_path / "full", words=VOCABULARY, seed=0, cross_attention="full")
+    cache_features.main(["--input", str(setup / "frames"), "--output_dir", str(tmp_path / "cache"),
+                         "--model_name_or_path", str(tmp_path / "full"), "--dtype", "fp32"])  # fmt: skip
+    pixel_args = _args(setup, [str(setup / "frames" / "data" / "*.parquet")])
+    cache_args = _args(setup, [str(tmp_path / "cache" / "data" / "*.parquet")])
+    pooled_args = _args(setup, [str(setup / "cache_fp32" / "data" / "*.parquet")])
+    for args in (pixel_args, cache_args, pooled_args):
+        args.model_name_or_path = str(tmp_path / "full")
+    model, processor = load_model_and_processor(pixel_args)
+    model.train()
+    pixels, pixel_meta = _first_batch(pixel_args, model, processor)
+    cached, cache_meta = _first_batch(cache_args, model, processor)
+    assert cache_meta["ids"] == pixel_meta["ids"]
+    assert cached["vision_hidden_states"].shape == (BATCH, 1 + 16 * 4, 32) and cached["vision_num_frames"] == 4
+    (loss_p, grads_p), (loss_c, grads_c) = _loss_and_grads(model, pixels), _loss_and_grads(model, cached)
+    flat = [torch.cat([g[n].reshape(-1) for n in grads_p]) for g in (grads_c, grads_p)]
+    assert abs(float(loss_c / loss_p - 1)) <= 1e-5 and _rel(*flat) <= 1e-5
+    with pytest.raises(ValueError, match="pooled tokens, which feed separable cross-attention only"):
+        _first_batch(pooled_args, model, processor)
