@@ -3,7 +3,7 @@
 #   bash benchmarks/gpu_suite.sh            # exits 0 with a message when there is no CUDA device
 #   GPU_SUITE_BUDGET_S=600 bash benchmarks/gpu_suite.sh
 # 1. the model benchmarks in bf16 and fp16 (separable vs full cross-attention, decode step, no-grad training step);
-# 2. the data loader's headroom at the OPT-1.3B / TimeSformer-base shapes;
+# 2. the data loader's headroom at the OPT-1.3B / TimeSformer-base shapes; training from cached features vs frames;
 # 3. the CUDA tests: DeepSpeed ZeRO-2 fp16 (2 tiny processes or 1), AMP fp16 from fp16-stored towers, and the
 #    full-size rehearsal (issue 10, point 4) with 1 process in fp16;
 # 4. the captioner (pseudolabel) benchmark, when benchmarks/bench_pseudolabel.py exists.
@@ -48,6 +48,7 @@ for dtype in bf16 fp16; do
   step "train step $dtype" 45 python -m benchmarks.bench_train_step --dtype "$dtype" --repeats 3
 done
 step "data loader headroom (real shapes)" 60 python benchmarks/bench_dataloader.py --device cuda --real_shapes --num_workers 4
+step "feature cache vs JPEG frames (real shapes)" 60 python benchmarks/bench_feature_cache.py --device cuda --batch_size 8
 step "CUDA tests: DeepSpeed fp16, AMP fp16, full-size rehearsal" 300 python -m pytest -q -p no:cacheprovider -m gpu \
   -k "fp16" tests/test_train_launch.py tests/test_train_setup.py tests/test_train_rehearsal.py -s
 if [ -f benchmarks/bench_pseudolabel.py ]; then

@@ -53,6 +53,10 @@ def build_howto100m_asr() -> int:
     return _run("datasets_scripts.build_howto100m_asr:cli")
 
 
+def cache_features() -> int:
+    return _run("datasets_scripts.cache_features:cli")
+
+
 def build_laion() -> int:
     return _run("datasets_scripts.build_laion:cli")
 

@@ -4,7 +4,10 @@ caption batches, collate, and an O(1) data position for resuming.
 Training shards are parquet files with rows `{"id": str, "frames": list<binary> (T JPEG frames; T=1 for an image),
 "caption": str, "source": str}` (written by `datasets_scripts/build_*.py`). Files in the evaluation schema
 `{"id": str, "frames": list<binary>, "references": list<str>}` (e.g. `caption_benchmarks.py --train_layout per_video`)
-are trained on as one row per reference.
+are trained on as one row per reference. Feature caches `{"id", "caption", "source", "features": binary}`
+(`datasets_scripts/cache_features.py`; see `train/feature_cache.py`) are recognised by their `features` column and
+go through the same split, shuffle, bucketing and resume; their batches carry the cached tower outputs
+(`vision_pooled_states` or `vision_hidden_states`) instead of `pixel_values`.
 
 Pieces, top to bottom:
 
@@ -43,6 +46,7 @@ import torch
 from PIL import Image
 
 from modeling_frozencaptioner import sample_frame_indices
+from train.feature_cache import FEATURES, features_to_tensor, footer_record, model_visual_inputs, record_digest
 
 
 logger = logging.getLogger(__name__)
@@ -127,6 +131,17 @@ def decode_frames(frames: list, num_frames: int) -> np.ndarray:
     return np.stack(decoded)
 
 
+def preprocess_clips(processor, clips: list[np.ndarray], image_size: int | None = None) -> torch.Tensor:
+    """Decoded clips `[(T, H, W, 3) uint8]` -> `pixel_values` `(B, T, 3, h, w)`: the processor's resize, crop and
+    normalisation (crop `image_size` when given). The training collate and the feature-cache builder both use it, so
+    a cache holds what the tower sees in training."""
+    kwargs = {}
+    if image_size:
+        kwargs = {"size": {"shortest_edge": image_size}, "crop_size": {"height": image_size, "width": image_size}}
+    pixels = processor.video_processor(videos=clips, do_sample_frames=False, return_tensors="pt", **kwargs)
+    return pixels["pixel_values"]
+
+
 def encode_jpeg(frame: np.ndarray, quality: int = 90) -> bytes:
     """(H, W, 3) uint8 -> JPEG bytes (used by the tests, the demo and the benchmark to write shards)."""
     buffer = io.BytesIO()
@@ -146,11 +161,13 @@ def _read_footer(path: str) -> dict:
         raise ValueError(f"{path}: not a readable parquet file ({err})") from err
     names = set(meta.schema.to_arrow_schema().names)
     text = CAPTION if CAPTION in names else REFERENCES if REFERENCES in names else None
-    if text is None or not {"id", "frames"} <= names:
+    visual = FEATURES if FEATURES in names and "frames" not in names else "frames"  # a feature cache: no frames
+    if text is None or not {"id", visual} <= names or (visual == FEATURES and text != CAPTION):
         raise ValueError(
-            f"{path}: expected columns id, frames and caption (training rows) or references (eval rows), "
-            f"got {sorted(names)}"
+            f"{path}: expected columns id, frames and caption (training rows) or references (eval rows), or id, "
+            f"features and caption (a feature cache), got {sorted(names)}"
         )
+    record = record_digest(footer_record(meta.metadata, path)) if visual == FEATURES else None
     rows, parquet_rows, nbytes = [], [], 0
     for i in range(meta.num_row_groups):
         group = meta.row_group(i)
@@ -159,7 +176,7 @@ def _read_footer(path: str) -> dict:
         for j in range(group.num_columns):
             column = group.column(j)
             top = column.path_in_schema.split(".")[0]
-            if top in ("id", "frames", text):
+            if top in ("id", visual, text):
                 nbytes += column.total_uncompressed_size
             if text == REFERENCES and top == REFERENCES:
                 # leaf values of list<string>: one per reference, one per empty or null list -> one training row each
@@ -171,6 +188,7 @@ def _read_footer(path: str) -> dict:
         "rows": rows,
         "parquet_rows": parquet_rows,
         "bytes": nbytes,
+        "features": record,
     }
 
 
@@ -184,7 +202,7 @@ class ShardIndex:
     Build it with `ShardIndex.from_files` (threads over the footers); `to_dict` / `from_dict` for a broadcast.
     """
 
-    def __init__(self, files: list[str], footers: list[dict]):
+    def __init__(self, files: list[str], footers: list[dict], feature_record: dict | None = None):
         if not files:
             raise ValueError("no data files")
         self.files = [str(f) for f in files]
@@ -193,11 +211,34 @@ class ShardIndex:
         self.file_rows = [int(sum(f["rows"])) for f in footers]
         self.bytes = int(sum(f["bytes"] for f in footers))
         self.footers = footers
+        self.feature_record = self._feature_record(self.files, [f.get("features") for f in footers], feature_record)
         counts = [len(f["rows"]) for f in footers]
         self.unit_file = np.repeat(np.arange(len(files), dtype=np.int64), counts)
         self.unit_group = np.concatenate([np.arange(n, dtype=np.int64) for n in counts] + [np.zeros(0, np.int64)])
         self.unit_rows = np.array([r for f in footers for r in f["rows"]], dtype=np.int64)
         self.num_rows = int(self.unit_rows.sum())
+
+    @staticmethod
+    def _feature_record(files, digests, record: dict | None) -> dict | None:
+        """The feature-cache record of the stream (None: frame shards), read from the first file unless given. The
+        footers carry only its digest: one record per index, not 50K copies in the broadcast. A stream is all frame
+        shards or one cache."""
+        import pyarrow.parquet as pq
+
+        cached = [f for f, d in zip(files, digests) if d is not None]
+        if not cached:
+            return None
+        if len(cached) != len(files):
+            plain = next(f for f, d in zip(files, digests) if d is None)
+            raise ValueError(f"a stream mixes feature-cache shards ({cached[0]}) and frame shards ({plain}); give "
+                             "one or the other per modality")  # fmt: skip
+        other = next((f for f, d in zip(files, digests) if d != digests[0]), None)
+        if other is not None:
+            raise ValueError(f"{other} and {files[0]} are feature caches of different towers or settings; one "
+                             "stream reads one cache")  # fmt: skip
+        if record is None:
+            record = json.loads(footer_record(pq.read_metadata(files[0]).metadata, files[0]))
+        return record
 
     @classmethod
     def from_files(cls, files, num_threads: int = 16) -> "ShardIndex":
@@ -207,11 +248,11 @@ class ShardIndex:
         return cls(files, footers)
 
     def to_dict(self) -> dict:
-        return {"files": self.files, "footers": self.footers}
+        return {"files": self.files, "footers": self.footers, "feature_record": self.feature_record}
 
     @classmethod
     def from_dict(cls, state: dict) -> "ShardIndex":
-        return cls(state["files"], state["footers"])
+        return cls(state["files"], state["footers"], state.get("feature_record"))
 
     @property
     def num_units(self) -> int:
@@ -302,7 +343,8 @@ class ParquetRowReader:
         return batch.to_pydict()
 
     def read(self, unit: int, start: int, stop: int) -> list[dict]:
-        """Training rows `[start, stop)` of row group `unit`: dicts `{id, frames, caption}` (caption may be None)."""
+        """Training rows `[start, stop)` of row group `unit`: dicts `{id, frames, caption}` (caption may be None;
+        `features` instead of `frames` in a feature cache)."""
         cached_unit, lo, hi, rows = self._cache
         if cached_unit == unit and lo <= start and stop <= hi:
             return rows[start - lo : stop - lo]
@@ -315,14 +357,15 @@ class ParquetRowReader:
         full = (start, stop) == (0, int(self.index.unit_rows[unit]))
         handle = self._open(file)
         if self.index.text_columns[file] == CAPTION:
-            columns = ["id", "frames", CAPTION]
+            visual = FEATURES if self.index.feature_record is not None else "frames"
+            columns = ["id", visual, CAPTION]
             if full:
                 data = handle.read_row_group(group, columns=columns).to_pydict()
             else:
                 data = self._first_rows(handle, group, stop, columns)
             return [
-                {"id": i, "frames": f, "caption": c}
-                for i, f, c in zip(data["id"][start:stop], data["frames"][start:stop], data[CAPTION][start:stop])
+                {"id": i, visual: f, "caption": c}
+                for i, f, c in zip(data["id"][start:stop], data[visual][start:stop], data[CAPTION][start:stop])
             ]
         # eval schema: one training row per reference (an empty or null list gives one row without caption)
         refs = handle.read_row_group(group, columns=[REFERENCES]).column(0).to_pylist()
@@ -541,6 +584,8 @@ class CaptionBatchStream(torch.utils.data.IterableDataset):
     def collate(self, rows) -> tuple[dict | None, list[str], list[int]]:
         """Decode + preprocess a planned batch. Returns (model inputs or None if every row was corrupt, corrupt ids,
         frame counts of the rows that store fewer frames than `num_frames`)."""
+        if self.index.feature_record is not None:
+            return self.collate_features(rows)
         clips, captions, corrupt, short = [], [], [], []
         for row in rows:
             try:
@@ -555,16 +600,30 @@ class CaptionBatchStream(torch.utils.data.IterableDataset):
                 corrupt.append(row["id"])
         if not clips:
             return None, corrupt, short
-        kwargs = {}
-        if self.image_size:
-            kwargs = {
-                "size": {"shortest_edge": self.image_size},
-                "crop_size": {"height": self.image_size, "width": self.image_size},
-            }
-        pixels = self.processor.video_processor(videos=clips, do_sample_frames=False, return_tensors="pt", **kwargs)
-        batch = {"pixel_values": pixels["pixel_values"]}  # (B, T, 3, H, W)
+        batch = {"pixel_values": preprocess_clips(self.processor, clips, self.image_size)}  # (B, T, 3, H, W)
         batch.update(self.processor.tokenize_captions(captions))  # input_ids, attention_mask, labels (-100 on pad)
         return batch, corrupt, short
+
+    def collate_features(self, rows) -> tuple[dict | None, list[str], list[int]]:
+        """A planned batch of a feature cache: the cached tower outputs as the model's visual input (no decoding, no
+        tower forward), the captions tokenized as in `collate`."""
+        record = self.index.feature_record
+        blobs, captions, corrupt = [], [], []
+        for row in rows:
+            try:
+                if not isinstance(row["caption"], str) or not row["caption"].strip():
+                    raise CorruptSample("row has no caption")
+                features_to_tensor([row[FEATURES]], record)  # checks the size; cheap next to the model step
+                blobs.append(row[FEATURES])
+                captions.append(row["caption"])
+            except (CorruptSample, ValueError) as err:
+                logger.warning("skipping corrupt %s row %r: %s", self.modality, row["id"], err)
+                corrupt.append(row["id"])
+        if not blobs:
+            return None, corrupt, []
+        batch = model_visual_inputs(features_to_tensor(blobs, record), record)  # (B, t + s, D) or the full tokens
+        batch.update(self.processor.tokenize_captions(captions))
+        return batch, corrupt, []
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()

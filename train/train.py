@@ -22,6 +22,10 @@ resume; DeepSpeed's own optimizer (`DummyOptim`) when the DeepSpeed json defines
   data position -- not the frozen towers (DeepSpeed: `exclude_frozen_parameters`; DDP: a save/load hook). They record
   the model the run started from (paths + config and weights fingerprints) and the data files' fingerprint, and a
   resume with other towers or other data is refused.
+* Training from cached features: a stream whose shards have a `features` column (written by
+  `datasets_scripts/cache_features.py`; detected from the schema, no flag) feeds the cached frozen-tower outputs to
+  the model instead of pixels (no JPEG decoding, no tower forward), through the same split, shuffle and resume; a
+  cache made by another tower, preprocessing or frame count than this run's is refused.
 * Per-rank training state (modality generator, batches consumed per stream, corrupt-row counts) is written by every
   process into the checkpoint (`trainer_state_rank{r}.json`); accelerate saves custom objects from the main process only.
 
@@ -66,6 +70,7 @@ from train.data import (
     ShardIndex,
     check_data_state,
 )
+from train.feature_cache import check_cache_record, stable_config, strided_sample
 
 
 logger = logging.getLogger(__name__)
@@ -112,10 +117,16 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--gradient_checkpointing", action=argparse.BooleanOptionalAction, default=False)
     g = p.add_argument_group("data")
     g.add_argument(
-        "--image_train_files", nargs="+", default=None, help="parquet shards (globs) of image-text rows (LAION)"
+        "--image_train_files",
+        nargs="+",
+        default=None,
+        help="parquet shards (globs) of image-text rows (LAION), or a feature cache of them (see --help)",
     )
     g.add_argument(
-        "--video_train_files", nargs="+", default=None, help="parquet shards (globs) of video-text rows (HowTo100M)"
+        "--video_train_files",
+        nargs="+",
+        default=None,
+        help="parquet shards (globs) of video-text rows (HowTo100M), or a feature cache of them",
     )
     g.add_argument(
         "--p_image", type=float, default=0.95, help="probability that a step draws an image batch (paper: 0.95)"
@@ -282,18 +293,6 @@ def gate_values(model) -> dict:
     return dict(zip(gate_names(model), gate_tensor(model).tolist()))
 
 
-_VOLATILE_CONFIG_KEYS = {"_name_or_path", "transformers_version", "dtype", "torch_dtype", "architectures", "auto_map",
-                         "_attn_implementation_autoset", "_commit_hash", "_attn_implementation"}  # fmt: skip
-
-
-def _stable_config(value):
-    if isinstance(value, dict):
-        return {k: _stable_config(v) for k, v in sorted(value.items()) if k not in _VOLATILE_CONFIG_KEYS}
-    if isinstance(value, (list, tuple)):
-        return [_stable_config(v) for v in value]
-    return value if isinstance(value, (int, float, str, bool, type(None))) else str(value)
-
-
 def model_record(args, model) -> dict:
     """Where the run's model came from, with fingerprints of its config and of its frozen weights. The weights
     fingerprint hashes name, shape and ~1K evenly strided values (as float32) of every frozen tensor: different
@@ -303,11 +302,10 @@ def model_record(args, model) -> dict:
     for name, param in model.named_parameters():
         if param.requires_grad:
             continue
-        flat = param.detach().reshape(-1)
-        sample = flat[:: max(1, flat.numel() // 1024)].float().cpu().numpy()
+        sample = strided_sample(param, 1024).float().numpy()
         digest.update(f"{name}{tuple(param.shape)}".encode())
         digest.update(sample.tobytes())
-    config = json.dumps(_stable_config(model.config.to_dict()), sort_keys=True)
+    config = json.dumps(stable_config(model.config.to_dict()), sort_keys=True)
     return {
         "source": {
             "model_name_or_path": args.model_name_or_path,
@@ -578,7 +576,23 @@ def build_data_index(accelerator, files: list[str]) -> ShardIndex:
     return index
 
 
-def build_loader(args, accelerator, processor, data_state: dict | None) -> MixedModalityLoader:
+VISUAL_INPUTS = ("pixel_values", "vision_pooled_states", "vision_hidden_states")
+
+
+def model_inputs(batch: dict, device, dtype: torch.dtype) -> dict:
+    """A collated batch -> the model's keyword arguments: tensors on `device`, the visual input (pixels or cached
+    features) in the model's dtype; plain values (`vision_num_frames`) as they are."""
+    batch = {key: value.to(device) if torch.is_tensor(value) else value for key, value in batch.items()}
+    for key in VISUAL_INPUTS:
+        if key in batch:
+            batch[key] = batch[key].to(dtype)
+    return batch
+
+
+def build_loader(args, accelerator, processor, data_state: dict | None, model=None) -> MixedModalityLoader:
+    """The run's streams and modality draw. A stream of feature-cache shards (detected from their `features`
+    column) is checked against `model` / `processor`: a cache made by another tower, preprocessing or frame count is
+    refused (`train.feature_cache.check_cache_record`)."""
     sampler = ModalitySampler(
         args.p_image,
         seed=args.seed,
@@ -614,6 +628,14 @@ def build_loader(args, accelerator, processor, data_state: dict | None) -> Mixed
         )  # fmt: skip
         for name in batch_sizes
     }
+    for name, stream in streams.items():
+        if stream.index.feature_record is not None:
+            if model is None:
+                raise ValueError(f"the {name} stream reads a feature cache: build_loader needs the model to check it")
+            check_cache_record(stream.index.feature_record, model, processor, stream.num_frames, f"{name} stream")
+            accelerator.print(f"{name} stream: cached {stream.index.feature_record['tokens']} features "
+                              f"{stream.index.feature_record['shape']} {stream.index.feature_record['dtype']} "
+                              "(no frame decoding, no vision tower forward)")  # fmt: skip
     loader = MixedModalityLoader(streams, sampler, num_workers=args.dataloader_num_workers)
     if data_state is not None:
         check_data_state(data_state, args.dataloader_num_workers, batch_sizes, loader.stream_settings())
@@ -717,7 +739,7 @@ def main(argv=None):
         accelerator.print(f"resuming from {checkpoint}")
         state = load_checkpoint(accelerator, checkpoint, run.run_state)
         start_step, data_state = state["step"], state["data"]
-    loader = build_loader(args, accelerator, run.processor, data_state)
+    loader = build_loader(args, accelerator, run.processor, data_state, model=run.unwrapped)
 
     if report_to:  # trackers live on the main process only; every process calls init_trackers
         hparams = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in vars(args).items()}
@@ -759,8 +781,7 @@ def main(argv=None):
         for _ in range(args.gradient_accumulation_steps):
             modality, batch = loader.next_batch(step_modality)
             modalities.append(modality)
-            batch = {k: v.to(accelerator.device) for k, v in batch.items()}
-            batch["pixel_values"] = batch["pixel_values"].to(run.model_dtype)
+            batch = model_inputs(batch, accelerator.device, run.model_dtype)
             with accelerator.accumulate(model):
                 loss = model(**batch).loss
                 accelerator.backward(loss)
