@@ -7,6 +7,13 @@ Run: `python -m benchmarks.bench_decode_step [--batch 1 --prefix 16]`.
 """
 
 import argparse
+import os
+import sys
+
+
+if __package__ in (None, ""):  # `python benchmarks/x.py`: the checkout on top of sys.path instead of this folder
+    _here = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [os.path.dirname(_here)] + [p for p in sys.path if os.path.abspath(p or os.curdir) != _here]
 
 import torch
 

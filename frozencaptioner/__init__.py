@@ -1,2 +1,2 @@
-"""FrozenCaptioner tooling around the remote-code model folder: tiny real models for tests and the demo, Hub-format
-saving and the `frozencaptioner` command line."""
+"""FrozenCaptioner tooling around the remote-code model folder: tiny real models for tests and the demo, LoRA
+helpers and the `frozencaptioner` command line."""

@@ -104,8 +104,6 @@ def build_tiny_frozencaptioner(save_dir=None, words=DEFAULT_WORDS, seed: int = 0
     """
     import torch
 
-    from frozencaptioner.saving import save_hub_format
-
     tokenizer = tiny_tokenizer(words)
     num_frames = config_overrides.pop("num_frames", 4)
     image_size = config_overrides.pop("image_size", 16)
@@ -113,6 +111,7 @@ def build_tiny_frozencaptioner(save_dir=None, words=DEFAULT_WORDS, seed: int = 0
     config = tiny_config(vocab_size=len(tokenizer), num_frames=num_frames, image_size=image_size, **config_overrides)
     model = FrozenCaptionerForConditionalGeneration(config)
     processor = tiny_processor(tokenizer, num_frames=num_frames, image_size=image_size)
-    if save_dir is not None:
-        save_hub_format(model, processor, save_dir)
+    if save_dir is not None:  # plain save_pretrained writes the Hub remote-code folder (auto_map + .py files)
+        model.save_pretrained(save_dir)
+        processor.save_pretrained(save_dir)
     return model, processor

@@ -2,9 +2,43 @@
 """FrozenCaptioner configuration: a TimeSformer `vision_config`, an OPT `text_config` and the adapter fields.
 
 No `from __future__ import annotations` here: transformers 5 reads config annotations at run time.
+
+This module is imported by everything in the folder, so it also holds the tested transformers range: importing the
+remote code with a transformers outside it logs one warning (users of a Hub repo run these files on whatever version
+they have installed).
 """
 
+import transformers
+from packaging.specifiers import SpecifierSet
 from transformers import CONFIG_MAPPING, AutoConfig, PreTrainedConfig
+from transformers.utils import logging
+
+
+logger = logging.get_logger(__name__)
+# The version warning goes through transformers' own logger tree (its handler, format and verbosity settings) under a
+# fixed name: the Auto classes import this file under a different `transformers_modules.<hash>` package each
+# (config alone, model, processor), so a module-level "once" would fire up to three times; `warning_once` keyed on
+# this one logger fires once per process.
+_version_logger = logging.get_logger("transformers.frozencaptioner")
+
+# The transformers releases this folder is tested with (.ci/run tests both ends); equal to pyproject's specifier.
+TESTED_TRANSFORMERS = ">=5.23,<5.25"
+
+
+def _warn_if_untested_transformers(installed: str | None = None) -> bool:
+    """Log one warning when the installed transformers is outside `TESTED_TRANSFORMERS`; True if inside."""
+    installed = installed or transformers.__version__
+    if SpecifierSet(TESTED_TRANSFORMERS).contains(installed, prereleases=True):
+        return True
+    _version_logger.warning_once(
+        f"FrozenCaptioner's remote code is tested with transformers{TESTED_TRANSFORMERS}, but transformers "
+        f"{installed} is installed; it may not work. Install a tested version: pip install "
+        f"'transformers{TESTED_TRANSFORMERS}'"
+    )
+    return False
+
+
+_warn_if_untested_transformers()
 
 
 _CROSS_ATTENTION_TYPES = ("separable", "full")
@@ -129,7 +163,14 @@ class FrozenCaptionerConfig(PreTrainedConfig):
         for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
             kwargs.setdefault(key, getattr(self.text_config, key, None))
         kwargs.setdefault("tie_word_embeddings", getattr(self.text_config, "tie_word_embeddings", True))
+        # PreTrainedConfig.__init__ sets `_attn_implementation` (None unless given) recursively on the sub-configs; keep
+        # the implementation of typed sub-configs that already have one (towers loaded by from_pretrained_backbones).
+        sub_attn = {key: getattr(self, key)._attn_implementation for key in self.sub_configs}
+        explicit_attn = "attn_implementation" in kwargs
         super().__init__(**kwargs)
+        for key, implementation in sub_attn.items():
+            if implementation is not None and not explicit_attn:
+                getattr(self, key)._attn_implementation = implementation
 
     @staticmethod
     def _typed_sub_config(sub_config, default_model_type):
@@ -158,4 +199,7 @@ class FrozenCaptionerConfig(PreTrainedConfig):
         return self.vision_config.image_size
 
 
-__all__ = ["FrozenCaptionerConfig"]
+# `save_pretrained` writes `auto_map["AutoConfig"]` and copies this file (the Hub remote-code format).
+FrozenCaptionerConfig.register_for_auto_class()
+
+__all__ = ["FrozenCaptionerConfig", "TESTED_TRANSFORMERS"]

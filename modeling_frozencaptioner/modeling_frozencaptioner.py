@@ -7,6 +7,11 @@ the folder can be copied into a Hub repository as is and loaded with `trust_remo
 """
 
 import contextlib
+import copy
+import dataclasses
+import inspect
+import threading
+import weakref
 from dataclasses import dataclass
 from functools import partial
 
@@ -18,8 +23,9 @@ from transformers import initialization as init
 from transformers.cache_utils import Cache, DynamicCache
 from transformers.masking_utils import create_causal_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
-from transformers.modeling_outputs import BaseModelOutputWithPooling
-from transformers.utils import ModelOutput, logging
+from transformers.modeling_outputs import BaseModelOutputWithPooling, CausalLMOutputWithPast
+from transformers.models.opt.modeling_opt import OPTDecoderLayer
+from transformers.utils import logging
 
 from .configuration_frozencaptioner import FrozenCaptionerConfig
 
@@ -27,15 +33,34 @@ from .configuration_frozencaptioner import FrozenCaptionerConfig
 logger = logging.get_logger(__name__)
 
 
+# ---------------------------------------------------------------------------------------------- cross-version names
+# transformers 5.24 renamed the self-attention cache `past_key_values` -> `cache` in ModelOutput fields, forward
+# signatures, generate()'s model kwargs and `create_causal_mask` (old names are deprecated aliases until 5.40). The
+# names are read off the installed library's own signatures, so no call of ours goes through a deprecation shim.
+def _cache_name(fn) -> str:
+    """The keyword under which `fn` takes the KV cache in the installed transformers."""
+    return "cache" if "cache" in inspect.signature(fn).parameters else "past_key_values"
+
+
+_OUTPUT_CACHE_FIELD = (
+    "cache" if "cache" in {f.name for f in dataclasses.fields(CausalLMOutputWithPast)} else "past_key_values"
+)
+_LAYER_CACHE_KWARG = _cache_name(OPTDecoderLayer.forward)
+_MASK_CACHE_KWARG = _cache_name(create_causal_mask)
+
+
 @dataclass
-class FrozenCaptionerCausalLMOutputWithPast(ModelOutput):
+class FrozenCaptionerCausalLMOutputWithPast(CausalLMOutputWithPast):
     r"""
-    Output of [`FrozenCaptionerForConditionalGeneration`]; fields follow `IdeficsCausalLMOutputWithPast`.
+    Output of [`FrozenCaptionerForConditionalGeneration`]: transformers' `CausalLMOutputWithPast` (so its cache field
+    is `past_key_values` up to 5.23 and `cache` from 5.24, whichever the installed version uses) plus the video
+    tower's output; the fields follow `IdeficsCausalLMOutputWithPast`.
 
     Args:
         loss (`torch.FloatTensor` of shape `(1,)`, *optional*): language-modelling loss (labels `-100` ignored).
         logits (`torch.FloatTensor` of shape `(batch_size, sequence_length, vocab_size)`).
-        past_key_values (`Cache`, *optional*): the decoder's self-attention cache.
+        cache / past_key_values (`Cache`, *optional*): the decoder's self-attention cache (the installed version's
+            name).
         hidden_states (`tuple(torch.FloatTensor)`, *optional*): input of every decoder layer (after its adapter, if
             any) plus the final output, with `output_hidden_states=True`.
         attentions (`tuple(torch.FloatTensor)`, *optional*): decoder self-attention weights, with
@@ -44,12 +69,57 @@ class FrozenCaptionerCausalLMOutputWithPast(ModelOutput):
             *optional*): the vision tower's last hidden state, when it ran in this call.
     """
 
-    loss: torch.FloatTensor | None = None
-    logits: torch.FloatTensor | None = None
-    past_key_values: Cache | None = None
-    hidden_states: tuple[torch.FloatTensor, ...] | None = None
-    attentions: tuple[torch.FloatTensor, ...] | None = None
     video_hidden_states: torch.FloatTensor | None = None
+
+
+class _GeometryGate:
+    """Serialises calls into one vision tower that need different geometries (frames, crop).
+
+    HF TimeSformer layers read the geometry off their config during the forward, so a call with another frame count or
+    crop must change the (shared) config for its duration. Calls with the geometry that is currently set run
+    concurrently; a call with another geometry waits until the tower is free (same-geometry newcomers then queue behind
+    it, so it is not starved).
+    """
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._geometry, self._saved, self._users, self._pending = None, None, 0, 0
+
+    @contextlib.contextmanager
+    def hold(self, geometry, apply, restore):
+        with self._cond:
+            queued = False
+            while self._users and (self._geometry != geometry or (self._pending and not queued)):
+                if not queued and self._geometry != geometry:
+                    self._pending, queued = self._pending + 1, True
+                self._cond.wait()
+            if queued:
+                self._pending -= 1
+            if self._users == 0:
+                self._geometry, self._saved = geometry, apply(geometry)
+            self._users += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._users -= 1
+                if self._users == 0:
+                    restore(self._saved)
+                    self._geometry, self._saved = None, None
+                    self._cond.notify_all()
+
+
+_GEOMETRY_GATES: dict[int, _GeometryGate] = {}  # id(vision config) -> gate; entries die with their config
+_GEOMETRY_GATES_LOCK = threading.Lock()
+
+
+def _geometry_gate(config) -> _GeometryGate:
+    with _GEOMETRY_GATES_LOCK:
+        key = id(config)
+        if key not in _GEOMETRY_GATES:
+            _GEOMETRY_GATES[key] = _GeometryGate()
+            weakref.finalize(config, _GEOMETRY_GATES.pop, key, None)
+        return _GEOMETRY_GATES[key]
 
 
 def _multihead_attention(query, keys, values, num_heads, dropout):
@@ -179,6 +249,10 @@ class FrozenCaptionerGatedCrossAttentionLayer(GradientCheckpointingLayer):
         return residual + self.ffn_gate.tanh() * hidden_states
 
 
+# The auto classes a saved folder maps to this model (config.json `auto_map`).
+_MODEL_AUTO_CLASSES = ("AutoModel", "AutoModelForImageTextToText")
+
+
 class FrozenCaptionerPreTrainedModel(PreTrainedModel):
     config_class = FrozenCaptionerConfig
     config: FrozenCaptionerConfig
@@ -189,6 +263,20 @@ class FrozenCaptionerPreTrainedModel(PreTrainedModel):
     _no_split_modules = ["TimesformerLayer", "OPTDecoderLayer", "FrozenCaptionerGatedCrossAttentionLayer"]
     _supports_sdpa = True
     _supports_attention_backend = True
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """`PreTrainedModel.save_pretrained`, writing a folder that `AutoModel`, `AutoModelForImageTextToText`
+        (`trust_remote_code=True`) load: `register_for_auto_class` records one auto class per model class, so the
+        other auto classes of `_AUTO_MAP` are added to `config.auto_map` here; the `.py` files are copied by
+        transformers' `custom_object_save`. This is what `Trainer`, accelerate and peft call."""
+        module = type(self).__module__.rsplit(".", 1)[
+            -1
+        ]  # "modeling_frozencaptioner", also when loaded as remote code
+        self.config.auto_map = {
+            **(getattr(self.config, "auto_map", None) or {}),
+            **{auto: f"{module}.{type(self).__name__}" for auto in _MODEL_AUTO_CLASSES},
+        }
+        return super().save_pretrained(save_directory, *args, **kwargs)
 
     def _init_weights(self, module):
         super()._init_weights(module)
@@ -213,11 +301,25 @@ class FrozenCaptionerForConditionalGeneration(FrozenCaptionerPreTrainedModel, Ge
 
     _tied_weights_keys = {"language_model.lm_head.weight": "language_model.model.decoder.embed_tokens.weight"}
 
-    def __init__(self, config: FrozenCaptionerConfig):
+    def __init__(
+        self,
+        config: FrozenCaptionerConfig,
+        vision_model: PreTrainedModel | None = None,
+        language_model: PreTrainedModel | None = None,
+    ):
+        r"""
+        vision_model (`PreTrainedModel`, *optional*):
+            An already built (e.g. pre-trained) vision tower for `config.vision_config`; default: built from config.
+        language_model (`PreTrainedModel`, *optional*):
+            An already built causal LM for `config.text_config`; default: built from config.
+        """
         super().__init__(config)
-        # Built from config (VisionEncoderDecoder's pattern) so `from_pretrained` loads one state dict.
-        self.vision_model = AutoModel.from_config(config.vision_config)
-        self.language_model = AutoModelForCausalLM.from_config(config.text_config)
+        # Built from config (VisionEncoderDecoder's pattern) so `from_pretrained` loads one state dict; towers that
+        # are passed in (`from_pretrained_backbones`) are used as they are, so their weights exist once in memory.
+        self.vision_model = vision_model if vision_model is not None else AutoModel.from_config(config.vision_config)
+        self.language_model = (
+            language_model if language_model is not None else AutoModelForCausalLM.from_config(config.text_config)
+        )
         self.vision_model.config = self.config.vision_config
         self.language_model.config = self.config.text_config
         self.gated_cross_attn_layers = nn.ModuleList(
@@ -258,23 +360,32 @@ class FrozenCaptionerForConditionalGeneration(FrozenCaptionerPreTrainedModel, Ge
     def from_pretrained_backbones(cls, vision_model_name_or_path: str, text_model_name_or_path: str, **kwargs):
         """Step 0 of training: pre-trained TimeSformer and OPT checkpoints, fresh adapters.
 
-        `kwargs` are `FrozenCaptionerConfig` fields (`adapter_layers`, `gate_init`, ...); `dtype`, `revision`,
-        `cache_dir`, `token` and `local_files_only` go to both towers' `from_pretrained`.
+        `kwargs` are `FrozenCaptionerConfig` fields (`adapter_layers`, `gate_init`, ...); `revision`, `cache_dir`,
+        `token`, `local_files_only` and `attn_implementation` go to both towers' `from_pretrained`.
+
+        `dtype` sets ONE dtype for the whole model: without it every parameter is float32 (transformers 5 would
+        otherwise load each tower in its checkpoint's dtype, e.g. `facebook/opt-1.3b` in fp16 beside an fp32
+        TimeSformer, and `generate()` fails on the mismatch); `dtype=torch.bfloat16` (or `"bfloat16"`) makes every
+        parameter bf16; `dtype="auto"` uses the text checkpoint's stored dtype for everything. For mixed-precision
+        training keep the default (fp32 trainable parameters) and let autocast / the DeepSpeed config cast.
         """
-        load_keys = ("dtype", "revision", "cache_dir", "token", "local_files_only", "attn_implementation")
+        load_keys = ("revision", "cache_dir", "token", "local_files_only", "attn_implementation")
         load_kwargs = {k: kwargs.pop(k) for k in load_keys if k in kwargs}
-        vision = AutoModel.from_pretrained(vision_model_name_or_path, **load_kwargs)
-        text = AutoModelForCausalLM.from_pretrained(text_model_name_or_path, **load_kwargs)
+        dtype = kwargs.pop("dtype", None)
+        if isinstance(dtype, str) and dtype != "auto":
+            dtype = getattr(torch, dtype)
+        text = AutoModelForCausalLM.from_pretrained(
+            text_model_name_or_path, dtype=torch.float32 if dtype is None else dtype, **load_kwargs
+        )
+        target = text.dtype  # float32, the requested dtype, or (for "auto") the text checkpoint's
+        vision = AutoModel.from_pretrained(vision_model_name_or_path, dtype=target, **load_kwargs)
         if vision.config.model_type != "timesformer" or text.config.model_type != "opt":
             raise ValueError(
                 f"expected a TimeSformer and an OPT checkpoint, got {vision.config.model_type!r} and {text.config.model_type!r}"
             )
         config = FrozenCaptionerConfig(vision_config=vision.config, text_config=text.config, **kwargs)
-        model = cls(config)
-        model.vision_model.load_state_dict(vision.state_dict())
-        model.language_model.load_state_dict(text.state_dict())
-        if "dtype" in load_kwargs and load_kwargs["dtype"] not in (None, "auto"):
-            model.to(load_kwargs["dtype"])
+        model = cls(config, vision_model=vision, language_model=text)
+        model.to(target)  # the fresh adapters (built in the default dtype)
         model.freeze_relevant_params()
         return model
 
@@ -298,19 +409,44 @@ class FrozenCaptionerForConditionalGeneration(FrozenCaptionerPreTrainedModel, Ge
         self._require_grads_hook = self._require_grads_hooks[0]
 
     # ------------------------------------------------------------------ vision
+    def _vision_layer_configs(self) -> list:
+        """The config objects the tower's layers read their geometry from, made private to the layers on first use:
+        only the layers read `num_frames` / `image_size` during a forward, so a per-call geometry is set on these
+        copies and the model's own `config.vision_config` (validation, saving, other threads) is never changed."""
+        public = self.vision_model.config
+        layers = [
+            m for m in self.vision_model.modules() if hasattr(m, "config") and not isinstance(m, PreTrainedModel)
+        ]
+        private = next((m.config for m in layers if m.config is not public), None)
+        for module in layers:
+            if module.config is public:
+                private = private if private is not None else copy.copy(public)
+                module.config = private
+        return list({id(m.config): m.config for m in layers}.values())
+
     @contextlib.contextmanager
     def _vision_geometry(self, num_frames: int, width: int):
         """HF TimeSformer layers reshape with `config.num_frames` / `config.image_size` (and give silently wrong
-        results when the input differs), so point them at the input's geometry for the duration of the call."""
-        configs = {id(m.config): m.config for m in self.vision_model.modules() if hasattr(m, "config")}
-        saved = [(c, c.num_frames, c.image_size) for c in configs.values()]
-        try:
-            for c, _, _ in saved:
-                c.num_frames, c.image_size = num_frames, width
+        results when the input differs), so point them at the input's geometry for the duration of the call. Their
+        config is shared by concurrent calls: a `_GeometryGate` lets threads with the same geometry run together and
+        makes one with another geometry wait, so no call sees another's geometry."""
+        configs = self._vision_layer_configs()
+        if not configs:
             yield
-        finally:
+            return
+
+        def apply(geometry):
+            saved = [(c, c.num_frames, c.image_size) for c in configs]
+            for c in configs:
+                c.num_frames, c.image_size = geometry
+            return saved
+
+        def restore(saved):
             for c, frames, size in saved:
                 c.num_frames, c.image_size = frames, size
+
+        with _geometry_gate(configs[0]).hold((num_frames, width), apply, restore):
+            yield
 
     def _check_pixel_values(self, pixel_values: torch.Tensor) -> torch.Tensor:
         vc = self.config.vision_config
@@ -375,8 +511,8 @@ class FrozenCaptionerForConditionalGeneration(FrozenCaptionerPreTrainedModel, Ge
     def _video_tokens(self, vision_hidden_states: torch.Tensor, num_frames: int | None = None) -> torch.Tensor:
         """Tower output [B, 1 + s*t, D] in (h w t) order (patch-major) -> [B, t, s, D]; CLS dropped.
 
-        Also accepts an already shaped [B, t, s, D]. Without `num_frames`, a 3-D input is read with
-        s = (vision_config.image_size // patch_size) ** 2 patches per frame.
+        Also accepts an already shaped [B, t, s, D]. A 3-D input needs `num_frames`: the token count alone is
+        ambiguous (one 448 px image has as many tokens as four 224 px frames).
         """
         if vision_hidden_states.ndim == 4:
             return vision_hidden_states
@@ -387,14 +523,11 @@ class FrozenCaptionerForConditionalGeneration(FrozenCaptionerPreTrainedModel, Ge
             )
         batch, tokens, dim = vision_hidden_states.shape
         if num_frames is None:
-            vc = self.config.vision_config
-            patches = (vc.image_size // vc.patch_size) ** 2
-            if (tokens - 1) % patches:
-                raise ValueError(
-                    f"cannot split {tokens - 1} patch tokens into frames of {patches} patches "
-                    f"(vision_config.image_size={vc.image_size}); pass vision_hidden_states as (batch, frames, patches, dim)"
-                )
-            num_frames = (tokens - 1) // patches
+            raise ValueError(
+                f"vision_hidden_states of shape {tuple(vision_hidden_states.shape)} (the tower's last_hidden_state) needs "
+                "vision_num_frames=<frames per clip>: 1 + patches * frames tokens do not say how many frames they hold. "
+                "Or pass it as (batch, frames, patches, dim)."
+            )
         if num_frames < 1 or (tokens - 1) % num_frames:
             raise ValueError(f"{tokens - 1} patch tokens do not split into {num_frames} frames")
         patches = vision_hidden_states[:, 1:].reshape(
@@ -413,7 +546,9 @@ class FrozenCaptionerForConditionalGeneration(FrozenCaptionerPreTrainedModel, Ge
             packed.append(torch.stack([keys, values], dim=1))  # (B, 2, L, inner)
         return torch.stack(packed, dim=1), tuple(split)  # (B, n_adapters, 2, L, inner)
 
-    def _visual_inputs(self, pixel_values, vision_hidden_states, visual_key_values, visual_kv_split):
+    def _visual_inputs(
+        self, pixel_values, vision_hidden_states, visual_key_values, visual_kv_split, vision_num_frames=None
+    ):
         """Whichever visual input was given -> (packed adapter K/V, split, tower last_hidden_state or None)."""
         given = [x is not None for x in (pixel_values, vision_hidden_states, visual_key_values)]
         if sum(given) != 1:
@@ -425,7 +560,7 @@ class FrozenCaptionerForConditionalGeneration(FrozenCaptionerPreTrainedModel, Ge
             if visual_kv_split is None:
                 raise ValueError("visual_key_values needs visual_kv_split (returned by compute_visual_key_values)")
             return visual_key_values, tuple(visual_kv_split), None
-        num_frames = None
+        num_frames = vision_num_frames
         if pixel_values is not None:
             vision_hidden_states = self.get_video_features(pixel_values).last_hidden_state  # validates the shape
             num_frames = pixel_values.shape[1] if pixel_values.ndim == 5 else 1
@@ -440,8 +575,10 @@ class FrozenCaptionerForConditionalGeneration(FrozenCaptionerPreTrainedModel, Ge
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         vision_hidden_states: torch.FloatTensor | None = None,
+        vision_num_frames: int | None = None,
         visual_key_values: torch.FloatTensor | None = None,
         visual_kv_split: tuple[int, ...] | None = None,
+        cache: Cache | None = None,
         past_key_values: Cache | None = None,
         inputs_embeds: torch.FloatTensor | None = None,
         labels: torch.LongTensor | None = None,
@@ -463,13 +600,22 @@ class FrozenCaptionerForConditionalGeneration(FrozenCaptionerPreTrainedModel, Ge
                 1 for real tokens, 0 for padding.
             vision_hidden_states (`torch.FloatTensor`, *optional*):
                 Cached vision tower output (`get_video_features(...).last_hidden_state`, shape
-                `(batch, 1 + patches * frames, dim)`, or `(batch, frames, patches, dim)`) instead of `pixel_values`.
+                `(batch, 1 + patches * frames, dim)` with `vision_num_frames`, or `(batch, frames, patches, dim)`)
+                instead of `pixel_values`.
+            vision_num_frames (`int`, *optional*):
+                Frames per clip of a 3-D `vision_hidden_states` (required there: the token count is ambiguous).
             visual_key_values (`torch.FloatTensor` of shape `(batch, n_adapters, 2, L, adapter_hidden)`, *optional*):
                 Adapters' projected visual keys/values (`compute_visual_key_values`); `generate()` passes these so
                 they are computed once per call. Needs `visual_kv_split`.
+            cache (`Cache`, *optional*):
+                The decoder's self-attention cache. `past_key_values` is the same argument under its pre-5.24 name
+                (transformers up to 5.23 passes that one from `generate()`); give at most one of them.
             labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
                 Targets for the LM loss (shifted inside); `-100` is ignored.
         """
+        if cache is not None and past_key_values is not None:
+            raise ValueError("pass the KV cache as `cache` or as `past_key_values`, not both")
+        cache = cache if cache is not None else past_key_values
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
         output_hidden_states = (
@@ -487,7 +633,7 @@ class FrozenCaptionerForConditionalGeneration(FrozenCaptionerPreTrainedModel, Ge
             raise ValueError(f"attention_mask batch {attention_mask.shape[0]} != text batch {text_shape[0]}")
 
         visual_kv, split, video_hidden = self._visual_inputs(
-            pixel_values, vision_hidden_states, visual_key_values, visual_kv_split
+            pixel_values, vision_hidden_states, visual_key_values, visual_kv_split, vision_num_frames
         )
         if visual_kv.shape[0] != text_shape[0]:
             raise ValueError(f"video batch {visual_kv.shape[0]} != text batch {text_shape[0]}")
@@ -496,8 +642,8 @@ class FrozenCaptionerForConditionalGeneration(FrozenCaptionerPreTrainedModel, Ge
         if self.gradient_checkpointing and self.training and torch.is_grad_enabled() and use_cache:
             logger.warning_once("use_cache=True is incompatible with gradient checkpointing; setting use_cache=False")
             use_cache = False
-        hidden_states, past_key_values, all_hidden, all_attn = self._decode(
-            input_ids, inputs_embeds, attention_mask, position_ids, past_key_values, use_cache, visual_kv, split,
+        hidden_states, cache, all_hidden, all_attn = self._decode(
+            input_ids, inputs_embeds, attention_mask, position_ids, cache, use_cache, visual_kv, split,
             output_hidden_states, output_attentions, **kwargs,
         )  # fmt: skip
 
@@ -513,22 +659,32 @@ class FrozenCaptionerForConditionalGeneration(FrozenCaptionerPreTrainedModel, Ge
         output = FrozenCaptionerCausalLMOutputWithPast(
             loss=loss,
             logits=logits,
-            past_key_values=past_key_values if use_cache else None,
             hidden_states=all_hidden,
             attentions=all_attn,
             video_hidden_states=video_hidden,
+            **{_OUTPUT_CACHE_FIELD: cache if use_cache else None},
         )
         return output if return_dict else output.to_tuple()
 
-    # Adapted from transformers.models.opt.modeling_opt.OPTDecoder.forward (v5.23): adapters interleaved in an explicit
-    # loop (Idefics' pattern), layers below the first adapter without autograd.
+    # Adapted from transformers.models.opt.modeling_opt.OPTDecoder.forward (v5.23, checked against v5.24): adapters
+    # interleaved in an explicit loop (Idefics' pattern), layers below the first adapter without autograd.
+    # The loop relies on these OPT / transformers internals (each is exercised by tests/test_modeling.py and
+    # tests/test_generation.py on both ends of TESTED_TRANSFORMERS, see .ci/run):
+    #   decoder.embed_tokens, decoder.embed_positions(attention_mask, past_len, position_ids=...), decoder.project_in,
+    #   decoder.project_out, decoder.final_layer_norm, decoder.layers, decoder.layerdrop, decoder.training,
+    #   OPTDecoderLayer(hidden_states, attention_mask=, position_ids=, use_cache=, <cache kwarg>=) returning a tensor,
+    #   layer.self_attn (forward hook, output[1] = attention weights), config._attn_implementation,
+    #   create_causal_mask(config=, inputs_embeds=, attention_mask=, <cache kwarg>=), DynamicCache(config=),
+    #   Cache.get_seq_length(), self._gradient_checkpointing_func (set by activation_checkpointing_enable),
+    #   lm.lm_head, lm.loss_function(logits=, labels=, vocab_size=).
+    # The cache keyword is `past_key_values` up to 5.23 and `cache` from 5.24 (_LAYER_CACHE_KWARG, _MASK_CACHE_KWARG).
     def _decode(
         self,
         input_ids,
         inputs_embeds,
         attention_mask,
         position_ids,
-        past_key_values,
+        cache,
         use_cache,
         visual_kv,
         split,
@@ -564,9 +720,9 @@ class FrozenCaptionerForConditionalGeneration(FrozenCaptionerPreTrainedModel, Ge
             with torch.set_grad_enabled(grad_enabled and lower_trainable):
                 if inputs_embeds is None:
                     inputs_embeds = decoder.embed_tokens(input_ids)
-                if use_cache and past_key_values is None:
-                    past_key_values = DynamicCache(config=self.config.text_config)
-                past_seen_tokens = past_key_values.get_seq_length() if past_key_values is not None else 0
+                if use_cache and cache is None:
+                    cache = DynamicCache(config=self.config.text_config)
+                past_seen_tokens = cache.get_seq_length() if cache is not None else 0
                 position_attention_mask = attention_mask
                 if position_attention_mask is None:
                     seq_length = past_seen_tokens + inputs_embeds.shape[1]
@@ -580,7 +736,7 @@ class FrozenCaptionerForConditionalGeneration(FrozenCaptionerPreTrainedModel, Ge
                     config=self.config.text_config,
                     inputs_embeds=inputs_embeds,
                     attention_mask=attention_mask,
-                    past_key_values=past_key_values,
+                    **{_MASK_CACHE_KWARG: cache},
                 )
                 pos_embeds = decoder.embed_positions(
                     position_attention_mask, past_seen_tokens, position_ids=position_ids
@@ -606,12 +762,14 @@ class FrozenCaptionerForConditionalGeneration(FrozenCaptionerPreTrainedModel, Ge
                         # Frozen upper layers sit in eval mode, where their own checkpointing is off; the adapters
                         # still need gradients through them, so checkpoint them here (no cache writes on replay).
                         hidden_states = self._gradient_checkpointing_func(
-                            partial(decoder_layer.__call__, past_key_values=None, use_cache=False, **layer_kwargs),
+                            partial(
+                                decoder_layer.__call__, **{_LAYER_CACHE_KWARG: None}, use_cache=False, **layer_kwargs
+                            ),
                             hidden_states,
                         )
                     else:
                         hidden_states = decoder_layer(
-                            hidden_states, past_key_values=past_key_values, use_cache=use_cache, **layer_kwargs
+                            hidden_states, **{_LAYER_CACHE_KWARG: cache}, use_cache=use_cache, **layer_kwargs
                         )
 
             if decoder.final_layer_norm is not None:
@@ -625,7 +783,7 @@ class FrozenCaptionerForConditionalGeneration(FrozenCaptionerPreTrainedModel, Ge
                 hook.remove()
         if output_attentions:
             all_attn = tuple(all_attn_list)
-        return hidden_states, past_key_values, all_hidden, all_attn
+        return hidden_states, cache, all_hidden, all_attn
 
     # ------------------------------------------------------------------ generation
     @torch.no_grad()
@@ -635,6 +793,7 @@ class FrozenCaptionerForConditionalGeneration(FrozenCaptionerPreTrainedModel, Ge
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         vision_hidden_states: torch.FloatTensor | None = None,
+        vision_num_frames: int | None = None,
         **kwargs,
     ):
         r"""
@@ -642,19 +801,35 @@ class FrozenCaptionerForConditionalGeneration(FrozenCaptionerPreTrainedModel, Ge
         once per call; they travel as a batch-first tensor (`visual_key_values`), so beam search and
         `num_return_sequences` repeat them instead of recomputing. Without `input_ids`, decoding starts from the text
         BOS token. All `GenerationMixin.generate` arguments (`num_beams`, `do_sample`, `top_p`, ...) apply.
+
+        Prompts: `model.generate(**processor(videos=v, text=prompts))` works as it is. The processor writes training
+        captions (`BOS prompt EOS`, right-padded, with `labels`), so here `labels` are dropped, each row's trailing EOS
+        is stripped (decoding continues the prompt) and the rows are left-padded, so a row decodes the same in a batch
+        as alone. Without `attention_mask`, padding is read off the pad token (as `GenerationMixin` does).
         """
+        kwargs.pop("labels", None)  # a training batch from the processor; not a generation input
         visual_kv, split, _ = self._visual_inputs(
             pixel_values,
             vision_hidden_states,
             kwargs.pop("visual_key_values", None),
             kwargs.pop("visual_kv_split", None),
+            vision_num_frames,
         )
         batch = visual_kv.shape[0]
+        generation_config = kwargs.get("generation_config") or self.generation_config
+        text_config = self.config.text_config
+
+        def token(name):
+            value = kwargs.get(name, getattr(generation_config, name, None))
+            return value if value is not None else getattr(text_config, name, None)
+
         if input_ids is None:
-            bos = self.config.text_config.bos_token_id
-            input_ids = torch.full((batch, 1), bos, dtype=torch.long, device=visual_kv.device)
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
+            input_ids = torch.full((batch, 1), token("bos_token_id"), dtype=torch.long, device=visual_kv.device)
+            attention_mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
+        else:
+            input_ids, attention_mask = self._prompt_for_generation(
+                input_ids, attention_mask, token("pad_token_id"), token("eos_token_id")
+            )
         if input_ids.shape[0] != batch:
             raise ValueError(f"video batch {batch} != input_ids batch {input_ids.shape[0]}")
         return super().generate(
@@ -665,6 +840,42 @@ class FrozenCaptionerForConditionalGeneration(FrozenCaptionerPreTrainedModel, Ge
             **kwargs,
         )
 
+    @staticmethod
+    def _prompt_for_generation(
+        input_ids: torch.LongTensor,
+        attention_mask: torch.Tensor | None,
+        pad_token_id: int | None,
+        eos_token_id: int | list[int] | None,
+    ) -> tuple[torch.LongTensor, torch.Tensor]:
+        """Prompt rows (left- or right-padded, maybe ending in EOS) -> left-padded rows without a trailing EOS, and
+        their attention mask. A one-token row is kept as it is (OPT's BOS is also its EOS)."""
+        eos_ids = set(eos_token_id if isinstance(eos_token_id, (list, tuple)) else [eos_token_id]) - {None}
+        if attention_mask is None:
+            # GenerationMixin's rule: padding is inferable when the pad token occurs and is not an EOS token
+            if pad_token_id is not None and pad_token_id not in eos_ids and (input_ids == pad_token_id).any():
+                attention_mask = (input_ids != pad_token_id).long()
+            else:
+                attention_mask = torch.ones_like(input_ids)
+        rows = []
+        for i, (ids, mask) in enumerate(zip(input_ids, attention_mask.bool())):
+            real = ids[mask]
+            if real.numel() == 0:
+                raise ValueError(f"prompt row {i} is empty (its attention_mask is all zeros)")
+            if real.numel() > 1 and int(real[-1]) in eos_ids:
+                real = real[:-1]
+            rows.append(real)
+        width = max(row.numel() for row in rows)
+        fill = pad_token_id if pad_token_id is not None else (min(eos_ids) if eos_ids else 0)
+        out = torch.full((len(rows), width), fill, dtype=input_ids.dtype, device=input_ids.device)
+        mask = torch.zeros((len(rows), width), dtype=attention_mask.dtype, device=input_ids.device)
+        for i, row in enumerate(rows):
+            out[i, width - row.numel() :] = row
+            mask[i, width - row.numel() :] = 1
+        return out, mask
+
+
+# `save_pretrained` copies this file and its relative imports and writes `auto_map` (see `save_pretrained` above).
+FrozenCaptionerForConditionalGeneration.register_for_auto_class("AutoModel")
 
 __all__ = [
     "separable_pool",

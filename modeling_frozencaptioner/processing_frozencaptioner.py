@@ -5,6 +5,8 @@ import numpy as np
 import torch
 from transformers import BatchFeature, ProcessorMixin
 
+from .configuration_frozencaptioner import TESTED_TRANSFORMERS  # noqa: F401  (imports the version guard, once)
+
 
 def sample_frame_indices(num_available: int, num_frames: int) -> np.ndarray:
     """`num_frames` indices spread uniformly over a clip of `num_available` frames: the centre frame of each of
@@ -148,5 +150,8 @@ class FrozenCaptionerProcessor(ProcessorMixin):
     def model_input_names(self):
         return ["pixel_values", "input_ids", "attention_mask"]
 
+
+# `save_pretrained` writes `auto_map["AutoProcessor"]` and copies this file (and the configuration file it imports).
+FrozenCaptionerProcessor.register_for_auto_class("AutoProcessor")
 
 __all__ = ["FrozenCaptionerProcessor", "sample_frame_indices"]

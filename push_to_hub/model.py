@@ -200,6 +200,8 @@ def build_model_card(
     import transformers
     from huggingface_hub import ModelCard, ModelCardData
 
+    from modeling_frozencaptioner.configuration_frozencaptioner import TESTED_TRANSFORMERS
+
     if pipeline_tag not in PIPELINE_TAGS:
         raise ValueError(f"pipeline_tag must be one of {PIPELINE_TAGS}, got {pipeline_tag!r}")
     cfg = model.config
@@ -231,7 +233,6 @@ def build_model_card(
     )
     num_params = sum(p.numel() for p in model.parameters())
     num_adapter = sum(p.numel() for p in model.gated_cross_attn_layers.parameters())
-    major = int(transformers.__version__.split(".")[0])
     if training_data is None:
         training_data = (
             "Trained on: " + ", ".join(f"[`{d}`](https://huggingface.co/datasets/{d})" for d in datasets) + "."
@@ -270,8 +271,7 @@ def build_model_card(
         processor_frames=int(processor.num_frames),
         clip_seconds=f"{clip_seconds:g}",
         transformers_version=transformers.__version__,
-        transformers_min=f"{major}.0",
-        transformers_next_major=f"{major + 1}",
+        tested_transformers=TESTED_TRANSFORMERS,
         torch_version=torch.__version__.split("+")[0],
         training_data=training_data,
         eval_table=eval_table(eval_rows),
@@ -364,8 +364,6 @@ def stage_model(
     `eval_results`: evaluation JSON file(s) (`parse_eval_results`); default `<model_dir>/eval_results.json` when that
     file exists. `card_kwargs` go to `build_model_card`. Returns `(model, processor, card)`.
     """
-    from frozencaptioner.saving import save_hub_format
-
     if os.path.isdir(stage_dir) and os.listdir(stage_dir):
         raise FileExistsError(f"staging folder {stage_dir} is not empty")
     if os.path.abspath(stage_dir) == os.path.abspath(model_dir):
@@ -384,7 +382,8 @@ def stage_model(
     card_kwargs.setdefault("model_name", eval_model_name)
     card_kwargs.setdefault("eval_source", ", ".join(os.path.basename(p) for p in eval_paths) if rows else None)
     os.makedirs(stage_dir, exist_ok=True)
-    save_hub_format(model, processor, stage_dir)
+    model.save_pretrained(stage_dir)  # the Hub remote-code folder: auto_map + the .py files
+    processor.save_pretrained(stage_dir)
     strip_load_time_keys(stage_dir)
     card = build_model_card(model, processor, repo_id, rows, **card_kwargs)
     card.save(os.path.join(stage_dir, "README.md"))

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Fresh-machine test command (README): system packages, the project with its test extras, then the default suite.
+# Fresh-machine test command (README): system packages, the project with its test extras in .venv at the locked
+# versions (constraints/lock.txt), then the default suite. Extra arguments go to pytest (e.g. -m slow, -k name).
 set -euo pipefail
-cd "$(dirname "$0")/.."
-if ! command -v ffmpeg >/dev/null || ! command -v java >/dev/null; then
-  (apt-get update -qq && apt-get install -y -qq ffmpeg default-jre-headless) >/dev/null
-fi
-python -m pip install -q -e ".[dev]"
-python -m pytest -q "$@"
+source "$(dirname "$0")/_env.sh"
+install_system_packages
+install_project dev
+cd "$REPO"
+"$VENV/bin/python" -c 'import transformers; print("transformers", transformers.__version__)'
+exec "$VENV/bin/python" -m pytest -q "$@"

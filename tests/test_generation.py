@@ -13,7 +13,7 @@ def trained():
     torch.manual_seed(0)
     model, processor = build_tiny_frozencaptioner(seed=0)
     batch, _, _ = train_adapters(model, processor, steps=120)
-    return model, batch["pixel_values"]
+    return model, batch["pixel_values"], processor
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +99,7 @@ def test_images_and_feature_cache_generate(model):
     images = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
     from_images = model.generate(pixel_values=images, max_new_tokens=4)
     feats = model.get_video_features(images[:, None]).last_hidden_state
-    assert torch.equal(from_images, model.generate(vision_hidden_states=feats, max_new_tokens=4))
+    assert torch.equal(from_images, model.generate(vision_hidden_states=feats, vision_num_frames=1, max_new_tokens=4))
 
 
 def test_generate_with_prompt_ids(model, trained):
@@ -109,3 +109,46 @@ def test_generate_with_prompt_ids(model, trained):
     assert torch.equal(ids[:, :2], prompt) and ids.shape == (2, 5)
     with pytest.raises(ValueError, match="batch"):
         model.generate(pixel_values=video, input_ids=prompt[:1], max_new_tokens=2)
+
+
+# ---------------------------------------------------------------- prompts (issue 9)
+def _clips(n, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    return [torch.randint(0, 256, (6, 20, 20, 3), dtype=torch.uint8, generator=generator).numpy() for _ in range(n)]
+
+
+PROMPTS = ["a red", "a blue ball moving", "the"]  # 2, 4 and 1 words: different token lengths
+
+
+def test_prompted_generation_from_the_plain_processor_call(model, trained):
+    """`model.generate(**processor(videos=v, text=prompts))`, nothing else: labels are dropped, each row's trailing
+    EOS is stripped and the rows are left-padded, so every row decodes exactly as it does alone."""
+    processor = trained[2]
+    clips = _clips(3)
+    inputs = processor(videos=clips, text=PROMPTS)
+    assert "labels" in inputs and int(inputs["input_ids"][0, 3]) == model.config.text_config.eos_token_id
+    batched = model.generate(**inputs, max_new_tokens=6, min_new_tokens=6)
+    width = batched.shape[1] - 6
+    for i, (clip, prompt) in enumerate(zip(clips, PROMPTS)):
+        alone = model.generate(**processor(videos=[clip], text=[prompt]), max_new_tokens=6, min_new_tokens=6)
+        prompt_ids = processor(text=[prompt])["input_ids"][0, :-1]  # BOS prompt, without the EOS
+        assert torch.equal(alone[0, : len(prompt_ids)], prompt_ids)  # the prompt is continued, not ended
+        assert torch.equal(batched[i, width:], alone[0, len(prompt_ids) :]), (i, prompt)
+        assert torch.equal(batched[i, width - len(prompt_ids) : width], prompt_ids)  # left-padded
+        assert torch.all(batched[i, : width - len(prompt_ids)] == model.config.text_config.pad_token_id)
+    texts = processor.batch_decode(batched)
+    assert all(text.startswith(prompt) for text, prompt in zip(texts, PROMPTS)), texts
+
+
+def test_generate_infers_the_attention_mask_from_the_pad_token(model, trained):
+    """No attention_mask: padding is read off the pad id (today's code forced all ones and attended to padding)."""
+    video = _video(trained[1], batch=2)
+    pad = model.config.text_config.pad_token_id
+    prompt = torch.tensor([[pad, pad, 2, 5], [2, 6, 7, 8]])  # left-padded
+    mask = (prompt != pad).long()
+    with_mask = model.generate(pixel_values=video, input_ids=prompt, attention_mask=mask, max_new_tokens=4,
+                               min_new_tokens=4)  # fmt: skip
+    without = model.generate(pixel_values=video, input_ids=prompt, max_new_tokens=4, min_new_tokens=4)
+    assert torch.equal(with_mask, without)
+    alone = model.generate(pixel_values=video[:1], input_ids=prompt[:1, 2:], max_new_tokens=4, min_new_tokens=4)
+    assert torch.equal(without[0, 4:], alone[0, 2:])

@@ -184,8 +184,31 @@ def test_feature_cache_path_matches_pixels():
     video = model._video_tokens(feats, num_frames=2)
     via_4d = model(vision_hidden_states=video, input_ids=input_ids, attention_mask=mask).logits
     torch.testing.assert_close(via_4d, out.logits)
-    full = model.get_video_features(torch.randn(2, 4, 3, 16, 16)).last_hidden_state  # 3-D path: s from config
-    assert model(vision_hidden_states=full, input_ids=input_ids).logits.shape == out.logits.shape
+    full = model.get_video_features(pixel_values).last_hidden_state  # 3-D: the tower's own output, + frames
+    via_3d = model(vision_hidden_states=full, vision_num_frames=2, input_ids=input_ids, attention_mask=mask).logits
+    torch.testing.assert_close(via_3d, out.logits)
+
+
+def test_3d_vision_hidden_states_need_vision_num_frames():
+    """Issue 9: the token count alone is ambiguous; a 32 px image (64 patches of 4 px) used to read as 4 frames of
+    the 16 px crop. 3-D features without `vision_num_frames` are an error; 4-D ones need nothing."""
+    model = _model()
+    _, input_ids, mask = _inputs()
+    image = torch.randn(2, 1, 3, 32, 32)
+    feats = model.get_video_features(image).last_hidden_state  # (2, 1 + 64, D)
+    with pytest.raises(ValueError, match="vision_num_frames"):
+        model(vision_hidden_states=feats, input_ids=input_ids)
+    with pytest.raises(ValueError, match="vision_num_frames"):
+        model.generate(vision_hidden_states=feats, max_new_tokens=2)
+    want = model(pixel_values=image, input_ids=input_ids, attention_mask=mask).logits
+    got = model(vision_hidden_states=feats, vision_num_frames=1, input_ids=input_ids, attention_mask=mask).logits
+    torch.testing.assert_close(got, want)
+    as_4d = model._video_tokens(feats, num_frames=1)  # (2, 1, 64, D)
+    torch.testing.assert_close(
+        model(vision_hidden_states=as_4d, input_ids=input_ids, attention_mask=mask).logits, want
+    )
+    with pytest.raises(ValueError, match="do not split"):
+        model(vision_hidden_states=feats, vision_num_frames=3, input_ids=input_ids)
 
 
 # ---------------------------------------------------------------- freezing and cost
@@ -238,7 +261,7 @@ def test_gradient_checkpointing_gives_the_same_gradients():
     for checkpointing in (False, True):
         model = _model()
         if checkpointing:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
             model.enable_input_require_grads()  # hooks only the text embeddings (TimeSformer's returns a tuple)
         model.train()
         counts = {"adapter": 0, "upper": 0, "lower": 0}
@@ -330,3 +353,54 @@ def test_bad_call_arguments_raise():
         model(pixel_values=pixel_values[:1], input_ids=input_ids)
     with pytest.raises(ValueError, match="out of range"):
         FrozenCaptionerForConditionalGeneration(tiny_config(adapter_layers=[9]))
+
+
+def test_concurrent_calls_with_different_geometries_do_not_mix():
+    """Known defect (shared/known_defects.md): `_vision_geometry` rewrote `num_frames` on the tower's (shared) config
+    for the duration of a call, so a thread running another frame count at the same time corrupted the first call.
+    Forced interleaving: thread A (4 frames) pauses inside the tower until thread B (1 frame) is inside too."""
+    import threading
+
+    model = _model()
+    clips = {"A": torch.randn(2, 4, 3, 16, 16), "B": torch.randn(2, 1, 3, 16, 16)}
+    with torch.no_grad():
+        want = {name: model.get_video_features(clip).last_hidden_state for name, clip in clips.items()}
+    b_inside, a_done = threading.Event(), threading.Event()
+    public_frames = []
+
+    def pause(module, args):
+        public_frames.append(model.config.vision_config.num_frames)  # the model's own config never changes
+        if threading.current_thread().name == "A":
+            b_inside.wait(timeout=2)  # with the fix B cannot enter while A runs: A goes on after the timeout
+        elif threading.current_thread().name == "B":
+            b_inside.set()
+            a_done.wait(timeout=10)
+
+    got, errors = {}, {}
+
+    def run(name):
+        try:
+            with torch.no_grad():
+                got[name] = model.get_video_features(clips[name]).last_hidden_state
+        except Exception as err:  # noqa: BLE001 - the broken version raises inside the reshape
+            errors[name] = err
+        finally:
+            if name == "A":
+                a_done.set()
+
+    hook = model.vision_model.encoder.layer[0].register_forward_pre_hook(pause)
+    try:
+        threads = [threading.Thread(target=run, args=(name,), name=name) for name in ("A", "B")]
+        threads[0].start()
+        while not public_frames:  # A is inside the tower before B starts
+            threads[0].join(0.01)
+        threads[1].start()
+        for thread in threads:
+            thread.join(30)
+    finally:
+        hook.remove()
+    assert not errors, errors
+    for name in clips:
+        torch.testing.assert_close(got[name], want[name])
+    assert set(public_frames) == {4}, public_frames
+    assert model.config.vision_config.num_frames == 4

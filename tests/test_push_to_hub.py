@@ -266,8 +266,12 @@ def test_model_card_metadata(staged_model):
     assert 'revision="v1"' in text
     import transformers
 
-    major = int(transformers.__version__.split(".")[0])
-    assert f"transformers>={major}.0,<{major + 1}" in text and transformers.__version__ in text
+    from modeling_frozencaptioner.configuration_frozencaptioner import TESTED_TRANSFORMERS
+
+    assert f"tested with `transformers{TESTED_TRANSFORMERS}`" in text and transformers.__version__ in text
+    install = next(line for line in text.splitlines() if line.startswith("pip install"))
+    assert install == f'pip install "transformers{TESTED_TRANSFORMERS}" torch av', install
+    assert "==" not in install
     for needle in (
         "frozen",
         "GIT",
@@ -295,19 +299,19 @@ def test_clean_process_reload(staged_model):
 
 def test_failed_check_stops_the_push(train_dir, tmp_path, monkeypatch, local_hub):
     """The real `run()` with a working local Hub: a staged folder that fails its check uploads nothing at all."""
-    import frozencaptioner.saving
+    import push_to_hub.model
     from push_to_hub.__main__ import build_parser
     from push_to_hub.model import run
 
-    original = frozencaptioner.saving.save_hub_format
+    original = push_to_hub.model.strip_load_time_keys
 
-    def save_then_break(model, processor, save_dir, **kwargs):
-        original(model, processor, save_dir, **kwargs)
+    def strip_then_break(save_dir, *args, **kwargs):
+        result = original(save_dir, *args, **kwargs)
         with open(os.path.join(save_dir, "modeling_frozencaptioner.py"), "a") as f:
             f.write("\nraise ImportError('broken on purpose')\n")
-        return save_dir
+        return result
 
-    monkeypatch.setattr(frozencaptioner.saving, "save_hub_format", save_then_break)
+    monkeypatch.setattr(push_to_hub.model, "strip_load_time_keys", strip_then_break)
     hub = local_hub
     args = build_parser().parse_args(
         ["model", "--model-dir", train_dir, "--repo-id", "org/never", "--endpoint", hub.url, "--skip-logit-check"]

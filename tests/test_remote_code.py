@@ -28,11 +28,10 @@ def test_saved_folder_layout(tiny_model_dir):
 
 
 def test_fresh_offline_process_loads_remote_code_and_reproduces_logits(tmp_path):
-    from frozencaptioner.saving import save_hub_format
-
     model, processor = build_tiny_frozencaptioner(seed=7)
     model_dir = tmp_path / "model"
-    save_hub_format(model, processor, model_dir)
+    model.save_pretrained(model_dir)  # plain save_pretrained: what Trainer, accelerate and peft call
+    processor.save_pretrained(model_dir)
     # a bogus .bin beside the safetensors: only safetensors may be read
     (model_dir / "pytorch_model.bin").write_bytes(b"not a checkpoint")
     batch = processor(videos=[torch.randint(0, 255, (6, 20, 20, 3), dtype=torch.uint8).numpy()], text=["a red bar"])

@@ -42,7 +42,6 @@ from accelerate.utils import DummyOptim, DummyScheduler, InitProcessGroupKwargs,
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
-from frozencaptioner.saving import save_hub_format
 from modeling_frozencaptioner import FrozenCaptionerForConditionalGeneration, FrozenCaptionerProcessor
 from train.data import IMAGE, VIDEO, CaptionBatchStream, MixedModalityLoader, ModalitySampler, check_data_state
 
@@ -298,7 +297,7 @@ def main(argv=None):
 
     model, processor = load_model_and_processor(args)
     if args.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     model.train()
 
     # -- optimizer + schedule: DeepSpeed's own when its json defines them (deepspeed_with_config_support.py) --------
@@ -463,14 +462,12 @@ def main(argv=None):
     accelerator.wait_for_everyone()
     final_dir = os.path.join(args.output_dir, "model")
     state_dict = accelerator.get_state_dict(model)
-    save_hub_format(
-        unwrapped,
-        processor if accelerator.is_main_process else None,
-        final_dir,
-        state_dict=state_dict,
-        is_main_process=accelerator.is_main_process,
-        save_function=accelerator.save,
+    # accelerate's final save (STYLE.md §6); plain save_pretrained writes auto_map and the remote-code .py files
+    unwrapped.save_pretrained(
+        final_dir, state_dict=state_dict, is_main_process=accelerator.is_main_process, save_function=accelerator.save
     )
+    if accelerator.is_main_process:
+        processor.save_pretrained(final_dir)
     totals = torch.tensor([sum(loader.corrupt.values()), sum(loader.rows.values())], device=accelerator.device)
     totals = accelerator.reduce(totals, reduction="sum")
     if accelerator.is_main_process:
