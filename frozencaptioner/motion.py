@@ -51,7 +51,10 @@ def flip_fraction(forward: list[str | None], backward: list[str | None]) -> floa
         raise ValueError(f"{len(forward)} forward predictions for {len(backward)} backward ones")
     if not forward:
         raise ValueError("no clips to score")
-    flips = sum(OPPOSITE.get(motion_word(f)) == motion_word(b) is not None for f, b in zip(forward, backward))
+    flips = 0
+    for f, b in zip(forward, backward):
+        before, after = motion_word(f), motion_word(b)
+        flips += before in OPPOSITE and OPPOSITE[before] == after
     return flips / len(forward)
 
 
@@ -62,20 +65,32 @@ def read_predictions(path: str) -> dict[str, dict]:
     return {row["id"]: row for row in rows}
 
 
-def motion_scores(all_frames: str, one_frame: str, reversed_frames: str, ids: list[str] | None = None) -> dict:
-    """Motion scores from three predictions files of the same clips: all frames, `--num_frames 1`, and
-    `--reverse_frames`. `ids` (default: the all-frames file's) are ALL held-out clips: a clip missing from a file
-    (skipped as corrupt) counts as wrong, not as absent."""
-    runs = {name: read_predictions(p) for name, p in (("all", all_frames), ("one", one_frame), ("rev", reversed_frames))}
+def motion_scores(
+    all_frames: str, one_frame: str, reversed_frames: str, control: str | None = None, ids: list[str] | None = None
+) -> dict:
+    """Motion scores from predictions files of the same held-out clips: the model on all frames, with
+    `--num_frames 1`, with `--reverse_frames`, and optionally a control trained at T=1 (scored at T=1).
+
+    `ids` (default: the all-frames file's) are ALL held-out clips: a clip missing from a file (skipped as corrupt)
+    counts as wrong, not as absent."""
+    files = {"all": all_frames, "one": one_frame, "rev": reversed_frames, "control": control}
+    runs = {name: read_predictions(path) for name, path in files.items() if path}
     ids = list(ids or runs["all"])
+    missing = [i for i in ids if i not in runs["all"]]
+    if missing:
+        raise ValueError(f"{len(missing)} ids have no all-frames prediction, e.g. {missing[:3]}")
     refs = [runs["all"][i]["references"] for i in ids]
 
     def preds(name):
         return [runs[name].get(i, {}).get("prediction") for i in ids]
 
-    return {
+    scores = {
         "motion_accuracy_all_frames": motion_accuracy(preds("all"), refs),
         "motion_accuracy_one_frame": motion_accuracy(preds("one"), refs),
         "direction_flip_fraction": flip_fraction(preds("all"), preds("rev")),
         "num_clips": len(ids),
     }
+    scores["all_minus_one_frame"] = scores["motion_accuracy_all_frames"] - scores["motion_accuracy_one_frame"]
+    if control:
+        scores["motion_accuracy_control_trained_one_frame"] = motion_accuracy(preds("control"), refs)
+    return scores

@@ -149,9 +149,9 @@ def video_classifier_accuracy(tower, heads, num_clips: int = 512, seed: int = 10
 
 def pretrain_tiny_timesformer(
     save_dir: str | os.PathLike,
-    steps: int = 300,
-    batch_size: int = 32,
-    learning_rate: float = 3e-3,
+    steps: int = 500,
+    batch_size: int = 16,
+    learning_rate: float = 6e-3,
     seed: int = 0,
     num_frames: int = 4,
     image_size: int = 16,
@@ -228,7 +228,9 @@ def pretrain_tiny_opt(
     start, cpu_start = time.perf_counter(), _cpu_seconds()
     tokenizer = tiny_tokenizer(words)
     processor = tiny_processor(tokenizer)
-    unknown = sorted({w for s in corpus for w in s.split() if tokenizer.convert_tokens_to_ids(w) == tokenizer.unk_token_id})
+    unknown = sorted(
+        {w for s in corpus for w in s.split() if tokenizer.convert_tokens_to_ids(w) == tokenizer.unk_token_id}
+    )
     if unknown:
         raise ValueError(f"corpus words missing from the tokenizer: {unknown[:20]}")
     torch.manual_seed(seed)
@@ -276,7 +278,6 @@ def load_pretrained_tiny_frozencaptioner(vision_dir: str, text_dir: str, save_di
     `cross_attention="full"`). Saved in the Hub format when `save_dir` is given. Returns `(model, processor)`."""
     from transformers import AutoTokenizer, AutoVideoProcessor
 
-    from frozencaptioner.saving import save_hub_format
     from modeling_frozencaptioner import FrozenCaptionerForConditionalGeneration, FrozenCaptionerProcessor
 
     seed = overrides.pop("seed", 0)
@@ -290,8 +291,9 @@ def load_pretrained_tiny_frozencaptioner(vision_dir: str, text_dir: str, save_di
         num_frames=num_frames or model.config.vision_config.num_frames,
         max_length=32,
     )
-    if save_dir is not None:
-        save_hub_format(model, processor, save_dir)
+    if save_dir is not None:  # plain save_pretrained writes the Hub remote-code folder (auto_map + .py files)
+        model.save_pretrained(save_dir)
+        processor.save_pretrained(save_dir)
     return model, processor
 
 
