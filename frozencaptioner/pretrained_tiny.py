@@ -302,7 +302,7 @@ def build_pretrained_tiny_frozencaptioner(
     exclude: Iterable[str] = (),
     include: Iterable[str] = (),
     seed: int = 0,
-    vision_steps: int = 300,
+    vision_steps: int = 500,
     text_steps: int = 300,
     save_dir=None,
     log=None,
@@ -336,12 +336,12 @@ def main(argv=None) -> int:
     sub = p.add_subparsers(dest="command", required=True)
     v = sub.add_parser("vision", help="pre-train the tiny TimeSformer on sprite clips")
     v.add_argument("--output_dir", required=True)
-    v.add_argument("--steps", type=int, default=300)
+    v.add_argument("--steps", type=int, default=None, help="default: pretrain_tiny_timesformer's")
     v.add_argument("--seed", type=int, default=0)
     v.add_argument("--num_frames", type=int, default=4)
     t = sub.add_parser("text", help="pre-train the tiny OPT on caption text")
     t.add_argument("--output_dir", required=True)
-    t.add_argument("--steps", type=int, default=300)
+    t.add_argument("--steps", type=int, default=None, help="default: pretrain_tiny_opt's")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--exclude", nargs="*", help="text files, one held-out reference per line: never in the LM text")
     t.add_argument("--include", nargs="*", help="text files, one caption per line, added to the LM text")
@@ -353,12 +353,14 @@ def main(argv=None) -> int:
     c.add_argument("--cross_attention", choices=["separable", "full"], default="separable")
     args = p.parse_args(argv)
     if args.command == "vision":
-        report = pretrain_tiny_timesformer(args.output_dir, args.steps, seed=args.seed, num_frames=args.num_frames)
+        steps = {"steps": args.steps} if args.steps else {}
+        report = pretrain_tiny_timesformer(args.output_dir, seed=args.seed, num_frames=args.num_frames, **steps)
     elif args.command == "text":
         exclude, include = _read_lines(args.exclude), _read_lines(args.include)
         corpus = caption_corpus(exclude=exclude, ball_images=include)
         words = vocabulary(*(s.lower().split() for s in exclude + include))
-        report = pretrain_tiny_opt(args.output_dir, corpus, words, steps=args.steps, seed=args.seed)
+        steps = {"steps": args.steps} if args.steps else {}
+        report = pretrain_tiny_opt(args.output_dir, corpus, words, seed=args.seed, **steps)
         report["excluded_references"] = len(set(exclude))
     else:
         load_pretrained_tiny_frozencaptioner(

@@ -54,7 +54,8 @@ def parse_args(argv=None):
         "--min_cider_gain", type=float, default=20.0, help="fail unless after - before >= this (x100 scale)"
     )
     p.add_argument("--seed", type=int, default=0, help="one seed for the data, the tower pre-training and training")
-    p.add_argument("--tower_steps", type=int, default=None, help="TimeSformer / OPT pre-training steps (recipe's)")
+    p.add_argument("--timesformer_steps", type=int, default=None, help="tower pre-training steps (default: recipe's)")
+    p.add_argument("--opt_steps", type=int, default=None, help="LM pre-training steps (default: the recipe's)")
     p.add_argument("--cross_attention", choices=["separable", "full"], default="separable")
     p.add_argument("--control", action=argparse.BooleanOptionalAction, default=True,
                    help="also fine-tune and score a control on one frame per clip (T=1)")  # fmt: skip
@@ -113,13 +114,18 @@ class Chain:
             f = open(log, "w")
             proc = subprocess.Popen(cmd, cwd=REPO, env=self.env, stdout=f, stderr=subprocess.STDOUT)
             started.append((name, log, f, proc, time.perf_counter()))
-        failed = []
-        for name, log, f, proc, start in started:
-            proc.wait()
-            f.close()
-            self.timings[name] = round(time.perf_counter() - start, 1)
-            if proc.returncode != 0:
-                failed.append((name, log, proc.returncode))
+        failed, running = [], list(started)
+        while running:  # poll, so that each step's time is its own
+            for item in list(running):
+                name, log, f, proc, start = item
+                if proc.poll() is None:
+                    continue
+                running.remove(item)
+                f.close()
+                self.timings[name] = round(time.perf_counter() - start, 1)
+                if proc.returncode != 0:
+                    failed.append((name, log, proc.returncode))
+            time.sleep(0.2)
         for name, log, code in failed:
             with open(log) as f:
                 print(f"step {name!r} failed (exit {code}); log: {log}\n{f.read()[-3000:]}", file=sys.stderr)
@@ -225,11 +231,12 @@ def pretrain_towers(chain: Chain, args, text_dir: str) -> tuple[str, str, str, d
     """Step 2: both tower pre-trainings at once (one core each), then the frozen captioner with fresh adapters."""
     py = sys.executable
     vision, text = chain.path("models", "timesformer_tiny"), chain.path("models", "opt_tiny")
-    steps = ["--steps", str(args.tower_steps)] if args.tower_steps else []
+    vision_steps = ["--steps", str(args.timesformer_steps)] if args.timesformer_steps else []
+    text_steps = ["--steps", str(args.opt_steps)] if args.opt_steps else []
     recipe = [py, "-m", "frozencaptioner.pretrained_tiny"]
     chain.run_parallel([
-        ("pretrain_timesformer", recipe + ["vision", "--output_dir", vision, "--seed", str(args.seed), *steps]),
-        ("pretrain_opt", recipe + ["text", "--output_dir", text, "--seed", str(args.seed), *steps,
+        ("pretrain_timesformer", recipe + ["vision", "--output_dir", vision, "--seed", str(args.seed), *vision_steps]),
+        ("pretrain_opt", recipe + ["text", "--output_dir", text, "--seed", str(args.seed), *text_steps,
                                    "--include", os.path.join(text_dir, "image_captions.txt"),
                                    "--exclude", os.path.join(text_dir, "held_out_references.txt")]),
     ])  # fmt: skip
