@@ -53,6 +53,8 @@ def render_sprite_clips(
     speed: tuple[float, float] = (1.0, 4.5),
     radius: tuple[float, float] = (1.5, 4.0),
     noise: float = 0.04,
+    backgrounds: tuple[str, ...] = BACKGROUNDS,
+    directions: tuple[str, ...] = DIRECTIONS,
     supersample: int = 2,
     mean: float = 0.45,
     std: float = 0.225,
@@ -67,6 +69,8 @@ def render_sprite_clips(
         speed (`tuple[float, float]`): pixels per frame (at `size`), drawn uniformly.
         radius (`tuple[float, float]`): shape radius in pixels (at `size`), drawn uniformly.
         noise (`float`): std of the per-pixel Gaussian noise (on the [0, 1] scale).
+        backgrounds (`tuple[str, ...]`): the kinds of background drawn from (`BACKGROUNDS`).
+        directions (`tuple[str, ...]`): the directions drawn from (`DIRECTIONS`).
         supersample (`int`): render at `size * supersample`, then average-pool.
         mean, std (`float`): normalisation, as in the tiny processor (`frozencaptioner.tiny.tiny_processor`).
 
@@ -81,9 +85,11 @@ def render_sprite_clips(
     def uniform(lo, hi, *shape):
         return lo + (hi - lo) * torch.rand(*(shape or (b,)), generator=generator)
 
-    direction = torch.randint(0, len(DIRECTIONS), (b,), generator=generator)
+    allowed = torch.tensor([DIRECTIONS.index(d) for d in directions])
+    direction = allowed[torch.randint(0, len(allowed), (b,), generator=generator)]
     shape = torch.randint(0, len(SHAPES), (b,), generator=generator)
-    background = torch.randint(0, len(BACKGROUNDS), (b,), generator=generator)
+    kinds = torch.tensor([BACKGROUNDS.index(kind) for kind in backgrounds])
+    background = kinds[torch.randint(0, len(kinds), (b,), generator=generator)]
     hue = torch.rand(b, generator=generator)
     rgb = _hsv_to_rgb(hue, uniform(0.6, 1.0), uniform(0.75, 1.0))  # (B, 3)
 

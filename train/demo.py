@@ -88,51 +88,52 @@ class Chain:
     def path(self, *parts):
         return os.path.join(self.out, *parts)
 
-    def run(self, name, cmd):
-        """Run one step of the chain as a real command; its output goes to logs/<name>.log."""
-        shown = " ".join(os.path.relpath(c, REPO) if os.path.isabs(c) and c.startswith(REPO) else c for c in cmd)
-        print(f"\n[{self.elapsed()}] $ {shown}", flush=True)
+    def _shown(self, cmd) -> str:
+        return " ".join(os.path.relpath(c, REPO) if os.path.isabs(c) and c.startswith(REPO) else c for c in cmd)
+
+    def _execute(self, name, cmd) -> tuple[int, str]:
+        """Run one command, output to logs/<name>.log; records its time. Returns (exit status, log path)."""
         start = time.perf_counter()
         log = os.path.join(self.log_dir, f"{name}.log")
         with open(log, "w") as f:
             proc = subprocess.run(cmd, cwd=REPO, env=self.env, stdout=f, stderr=subprocess.STDOUT)
         self.timings[name] = round(time.perf_counter() - start, 1)
-        if proc.returncode != 0:
+        return proc.returncode, log
+
+    @staticmethod
+    def _fail(failed: list[tuple[str, int, str]]):
+        for name, code, log in failed:
             with open(log) as f:
-                tail = f.read()[-3000:]
-            raise SystemExit(f"step {name!r} failed (exit {proc.returncode}); log: {log}\n{tail}")
+                print(f"step {name!r} failed (exit {code}); log: {log}\n{f.read()[-3000:]}", file=sys.stderr)
+        raise SystemExit(f"step(s) failed: {[name for name, _, _ in failed]}")
+
+    def run(self, name, cmd):
+        """Run one step of the chain as a real command; its output goes to logs/<name>.log."""
+        print(f"\n[{self.elapsed()}] $ {self._shown(cmd)}", flush=True)
+        code, log = self._execute(name, cmd)
+        if code != 0:
+            self._fail([(name, code, log)])
         print(f"    done in {self.timings[name]:.0f} s (log: {os.path.relpath(log)})", flush=True)
         return log
 
-    def run_parallel(self, steps: list[tuple[str, list[str]]]) -> list[str]:
-        """Run independent steps of the chain at the same time (one core each); fails like `run` if any fails."""
-        started = []
-        for name, cmd in steps:
-            shown = " ".join(os.path.relpath(c, REPO) if os.path.isabs(c) and c.startswith(REPO) else c for c in cmd)
-            print(f"\n[{self.elapsed()}] $ {shown} &", flush=True)
-            log = os.path.join(self.log_dir, f"{name}.log")
-            f = open(log, "w")
-            proc = subprocess.Popen(cmd, cwd=REPO, env=self.env, stdout=f, stderr=subprocess.STDOUT)
-            started.append((name, log, f, proc, time.perf_counter()))
-        failed, running = [], list(started)
-        while running:  # poll, so that each step's time is its own
-            for item in list(running):
-                name, log, f, proc, start = item
-                if proc.poll() is None:
-                    continue
-                running.remove(item)
-                f.close()
-                self.timings[name] = round(time.perf_counter() - start, 1)
-                if proc.returncode != 0:
-                    failed.append((name, log, proc.returncode))
-            time.sleep(0.2)
-        for name, log, code in failed:
-            with open(log) as f:
-                print(f"step {name!r} failed (exit {code}); log: {log}\n{f.read()[-3000:]}", file=sys.stderr)
+    def run_lanes(self, lanes: list[list[tuple[str, list[str]]]]) -> None:
+        """Independent lanes of steps at the same time (the steps of one lane run one after the other): the demo
+        has 2 cores, and most steps use one. Fails like `run` once every lane has stopped."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        def lane(steps):
+            for name, cmd in steps:
+                print(f"\n[{self.elapsed()}] $ {self._shown(cmd)} &", flush=True)
+                code, log = self._execute(name, cmd)
+                print(f"    [{self.elapsed()}] {name} done in {self.timings[name]:.0f} s (exit {code})", flush=True)
+                if code != 0:
+                    return name, code, log
+            return None
+
+        with ThreadPoolExecutor(max_workers=len(lanes)) as pool:
+            failed = [result for result in pool.map(lane, lanes) if result]
         if failed:
-            raise SystemExit(f"steps failed: {[name for name, _, _ in failed]}")
-        print(f"    done: {', '.join(f'{n} {self.timings[n]:.0f} s' for n, _ in steps)}", flush=True)
-        return [log for _, log, _, _, _ in started]
+            self._fail(failed)
 
     def elapsed(self):
         s = int(time.perf_counter() - self.t0)
@@ -234,11 +235,11 @@ def pretrain_towers(chain: Chain, args, text_dir: str) -> tuple[str, str, str, d
     vision_steps = ["--steps", str(args.timesformer_steps)] if args.timesformer_steps else []
     text_steps = ["--steps", str(args.opt_steps)] if args.opt_steps else []
     recipe = [py, "-m", "frozencaptioner.pretrained_tiny"]
-    chain.run_parallel([
-        ("pretrain_timesformer", recipe + ["vision", "--output_dir", vision, "--seed", str(args.seed), *vision_steps]),
-        ("pretrain_opt", recipe + ["text", "--output_dir", text, "--seed", str(args.seed), *text_steps,
-                                   "--include", os.path.join(text_dir, "image_captions.txt"),
-                                   "--exclude", os.path.join(text_dir, "held_out_references.txt")]),
+    chain.run_lanes([
+        [("pretrain_timesformer", recipe + ["vision", "--output_dir", vision, "--seed", str(args.seed), *vision_steps])],
+        [("pretrain_opt", recipe + ["text", "--output_dir", text, "--seed", str(args.seed), *text_steps,
+                                    "--include", os.path.join(text_dir, "image_captions.txt"),
+                                    "--exclude", os.path.join(text_dir, "held_out_references.txt")])],
     ])  # fmt: skip
     init_model = chain.path("models", "init")
     chain.run("build_captioner", recipe + ["captioner", "--vision", vision, "--text", text, "--output_dir", init_model,
@@ -307,32 +308,38 @@ def main(argv=None):
     finetune_args = [
         "--model_name_or_path", os.path.join(pretrain, "model"),
         "--video_train_files", os.path.join(msrvtt, "data", "train-*.parquet"), "--p_image", "0",
-        "--video_batch_size", "16", "--max_train_steps", str(args.finetune_steps), "--learning_rate", "3e-3",
+        "--max_train_steps", str(args.finetune_steps), "--learning_rate", "3e-3",
     ]  # fmt: skip
-    chain.run("finetune", launch + config + finetune_args + ["--output_dir", finetune])
-    control = chain.path("runs", "finetune_1frame")
-    if args.control:  # the same fine-tuning, but the model only ever sees the centre frame of each clip
-        chain.run("finetune_1frame", launch + config + finetune_args + ["--output_dir", control, "--num_frames", "1"])
+    chain.run("finetune", launch + config + finetune_args + ["--output_dir", finetune, "--video_batch_size", "16"])
 
     # -- 9. after: CIDEr-D, and motion on all frames / one frame / reversed frames -------------------------------------
+    # Two lanes, one core each: the model's three evaluations, and the control (the same fine-tuning on one frame
+    # per clip: one process with the same global batch, 2 x 16) followed by its evaluation.
     final = os.path.join(finetune, "model")
-    runs = {
-        "all_frames": [],
-        "one_frame": ["--num_frames", "1"],
-        "reversed_frames": ["--reverse_frames"],
+    cider_only = ["--metrics", "CIDEr-D"]  # motion runs: no METEOR (a Java run of ~10 s)
+    jsons = {
+        "all_frames": chain.path("eval", "after_training.json"),
+        "one_frame": chain.path("eval", "after_training_one_frame.json"),
+        "reversed_frames": chain.path("eval", "after_training_reversed_frames.json"),
     }
-    jsons = {name: chain.path("eval", f"after_training_{name}.json") for name in runs}
-    jsons["all_frames"] = chain.path("eval", "after_training.json")
-    steps = [
-        (f"eval_after_{name}", evaluate + ["--model", final, "--output_json", jsons[name], *extra])
-        for name, extra in runs.items()
-    ]
+    model_lane = [
+        ("eval_after", evaluate + ["--model", final, "--output_json", jsons["all_frames"]]),
+        ("eval_after_one_frame", evaluate + ["--model", final, "--output_json", jsons["one_frame"],
+                                             "--num_frames", "1", *cider_only]),
+        ("eval_after_reversed_frames", evaluate + ["--model", final, "--output_json", jsons["reversed_frames"],
+                                                   "--reverse_frames", *cider_only]),
+    ]  # fmt: skip
+    lanes = [model_lane]
+    control = chain.path("runs", "finetune_1frame")
     if args.control:
         jsons["control_one_frame"] = chain.path("eval", "control_1frame.json")
-        steps.append(("eval_control_1frame", evaluate + ["--model", os.path.join(control, "model"),
-                                                         "--output_json", jsons["control_one_frame"], "--num_frames", "1"]))  # fmt: skip
-    for pair in range(0, len(steps), 2):  # one core each
-        chain.run_parallel(steps[pair : pair + 2])
+        lanes.append([
+            ("finetune_1frame", [py, os.path.join(REPO, "train", "train.py"), *config, *finetune_args,
+                                 "--video_batch_size", "32", "--num_frames", "1", "--output_dir", control]),
+            ("eval_control_1frame", evaluate + ["--model", os.path.join(control, "model"),
+                                                "--output_json", jsons["control_one_frame"], "--num_frames", "1", *cider_only]),
+        ])  # fmt: skip
+    chain.run_lanes(lanes)
     results = {}
     for name, path in jsons.items():
         with open(path) as f:

@@ -63,6 +63,12 @@ def parse_args(argv=None):
     p.add_argument("--image_size", type=int, default=None)
     p.add_argument("--max_videos", type=int, default=None)
     p.add_argument("--metric", default=METRIC_MODULE, help="the `evaluate` metric module (local path)")
+    p.add_argument(
+        "--metrics",
+        nargs="+",
+        default=None,
+        help="score only these (e.g. CIDEr-D: no METEOR Java run); default: all four",
+    )
     p.add_argument("--trust_remote_code", action=argparse.BooleanOptionalAction, default=True)
     return p.parse_args(argv)
 
@@ -122,11 +128,13 @@ def caption_rows(
     return predictions, corrupt
 
 
-def score(predictions, references, metric=METRIC_MODULE) -> dict:
-    """All four metrics in ONE `compute` call over the whole split (CIDEr-D's IDF is a corpus statistic)."""
+def score(predictions, references, metric=METRIC_MODULE, metrics=None) -> dict:
+    """All four metrics (or `metrics`) in ONE `compute` call over the whole split (CIDEr-D's IDF is a corpus
+    statistic)."""
     import evaluate
 
-    return evaluate.load(metric).compute(predictions=predictions, references=references)
+    kwargs = {"metrics": list(metrics)} if metrics else {}
+    return evaluate.load(metric).compute(predictions=predictions, references=references, **kwargs)
 
 
 def evaluate_split(args) -> dict:
@@ -155,7 +163,7 @@ def evaluate_split(args) -> dict:
     kept = [i for i in range(len(rows)) if by_index.get(i) is not None]
     predictions = [by_index[i] for i in kept]
     references = [rows[i]["references"] for i in kept]
-    values = score(predictions, references, args.metric)
+    values = score(predictions, references, args.metric, args.metrics)
 
     output_json = args.output_json or os.path.join(args.model, "eval_results.json")
     os.makedirs(os.path.dirname(os.path.abspath(output_json)), exist_ok=True)
