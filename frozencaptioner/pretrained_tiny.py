@@ -176,6 +176,7 @@ def train_timesformer_classifier(
     time_ramp: float = 1.0,
     grid_positions: float = 0.0,
     reverse_pairs: bool = True,
+    transpose_pairs: bool = False,
     log=None,
     **render_kwargs,
 ) -> tuple[TimesformerModel, nn.Module]:
@@ -196,6 +197,7 @@ def train_timesformer_classifier(
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=learning_rate, total_steps=steps, pct_start=0.1)
     generator = torch.Generator().manual_seed(seed)
     reverse = torch.tensor(REVERSED_DIRECTION)
+    transpose = torch.tensor([DIRECTIONS.index(d) for d in ("up", "down", "left", "right", "still")])
     tower.train()
     heads.train()
     for step in range(steps):
@@ -207,6 +209,10 @@ def train_timesformer_classifier(
             **{"directions": PRETRAINING_DIRECTIONS, **render_kwargs},
         )
         pixels, direction_labels, hue_labels = clips["pixel_values"], clips["direction"], clips["hue"]
+        if transpose_pairs:  # the same clip with x and y swapped: left <-> up, right <-> down
+            pixels = torch.cat([pixels, pixels.transpose(-1, -2)])
+            direction_labels = torch.cat([direction_labels, transpose[direction_labels]])
+            hue_labels = hue_labels.repeat(2)
         if reverse_pairs:
             pixels = torch.cat([pixels, pixels.flip(1)])  # (2B, T, 3, H, W)
             direction_labels = torch.cat([direction_labels, reverse[direction_labels]])

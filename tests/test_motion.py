@@ -151,3 +151,35 @@ def test_random_tiny_tower_is_blind_to_frame_order(tiny_model_and_processor):
         backward = model(pixel_values=pixels.flip(1), input_ids=ids).logits
     assert not model.vision_model.embeddings.time_embeddings.any()
     assert (forward - backward).abs().max().item() < 1e-4
+
+
+def test_evaluation_reverses_the_sampled_frames_and_one_frame_is_the_centre_one(tiny_model_and_processor):
+    """`evaluate_captions --reverse_frames` feeds a clip's sampled frames last to first, and `--num_frames 1` feeds
+    the frame `sample_frame_indices(T, 1)` picks (the third of four): what reaches the video processor is recorded."""
+    from modeling_frozencaptioner import sample_frame_indices
+    from train.data import decode_frames, encode_jpeg
+    from train.evaluate_captions import caption_rows
+
+    model, processor = tiny_model_and_processor
+    real = processor.video_processor
+    fed = []
+
+    def recording(videos, **kwargs):
+        fed.extend(np.array(v) for v in videos)
+        return real(videos=videos, **kwargs)
+
+    processor.video_processor = recording
+    rng = np.random.default_rng(0)
+    clips = [render_clip(c, d, 4, 32, rng) for c, d in (("red", "left"), ("blue", "up"), ("green", "down"))]
+    rows = [{"id": str(i), "frames": [encode_jpeg(f) for f in clip]} for i, clip in enumerate(clips)]
+    decoded = [decode_frames(r["frames"], 4) for r in rows]
+    kwargs = {"max_new_tokens": 3, "batch_size": 2}
+    caption_rows(model, processor, rows, **kwargs)
+    assert all(np.array_equal(a, b) for a, b in zip(fed, decoded, strict=True))
+    fed.clear()
+    predictions, _ = caption_rows(model, processor, rows, reverse_frames=True, **kwargs)
+    assert all(np.array_equal(a, b[::-1]) for a, b in zip(fed, decoded, strict=True)) and all(predictions)
+    fed.clear()
+    caption_rows(model, processor, rows, num_frames=1, **kwargs)
+    assert int(sample_frame_indices(4, 1)[0]) == 2
+    assert all(np.array_equal(a, b[2:3]) for a, b in zip(fed, decoded, strict=True))
