@@ -228,22 +228,31 @@ def make_raw_data(chain: Chain, args):
     return videos, laion, msrvtt, text
 
 
-def pretrain_towers(chain: Chain, args, text_dir: str) -> tuple[str, str, str, dict]:
-    """Step 2: both tower pre-trainings at once (one core each), then the frozen captioner with fresh adapters."""
+def pretrain_towers(chain: Chain, args, text_dir: str, data_lanes=((), ())) -> tuple[str, str, str, dict]:
+    """Step 2: both tower pre-trainings at once (one core each; the data steps `data_lanes` follow each of them in
+    its lane), then the frozen captioner with fresh adapters (`from_pretrained_backbones`, as the paper's step 0)."""
     py = sys.executable
     vision, text = chain.path("models", "timesformer_tiny"), chain.path("models", "opt_tiny")
     vision_steps = ["--steps", str(args.timesformer_steps)] if args.timesformer_steps else []
     text_steps = ["--steps", str(args.opt_steps)] if args.opt_steps else []
     recipe = [py, "-m", "frozencaptioner.pretrained_tiny"]
     chain.run_lanes([
-        [("pretrain_timesformer", recipe + ["vision", "--output_dir", vision, "--seed", str(args.seed), *vision_steps])],
+        [("pretrain_timesformer", recipe + ["vision", "--output_dir", vision, "--seed", str(args.seed), *vision_steps]),
+         *data_lanes[0]],
         [("pretrain_opt", recipe + ["text", "--output_dir", text, "--seed", str(args.seed), *text_steps,
                                     "--include", os.path.join(text_dir, "image_captions.txt"),
-                                    "--exclude", os.path.join(text_dir, "held_out_references.txt")])],
+                                    "--exclude", os.path.join(text_dir, "held_out_references.txt")]),
+         *data_lanes[1]],
     ])  # fmt: skip
+    from frozencaptioner.pretrained_tiny import load_pretrained_tiny_frozencaptioner
+
     init_model = chain.path("models", "init")
-    chain.run("build_captioner", recipe + ["captioner", "--vision", vision, "--text", text, "--output_dir", init_model,
-                                           "--seed", str(args.seed), "--cross_attention", args.cross_attention])  # fmt: skip
+    start = time.perf_counter()  # in this process (torch and transformers are already imported here)
+    load_pretrained_tiny_frozencaptioner(
+        vision, text, init_model, seed=args.seed, cross_attention=args.cross_attention
+    )
+    chain.timings["build_captioner"] = round(time.perf_counter() - start, 1)
+    print(f"[{chain.elapsed()}] loaded both towers (from_pretrained), froze them, added fresh adapters: {init_model}")
     reports = {}
     for name, path in (("timesformer", vision), ("opt", text)):
         with open(os.path.join(path, "pretraining_report.json")) as f:
@@ -270,23 +279,23 @@ def main(argv=None):
     teacher = build_tiny_blip(chain.path("models", "teacher_tiny_blip"))
     print(f"[{chain.elapsed()}] saved the tiny BLIP teacher (save_pretrained)")
 
-    # -- 2. towers that stand in for pre-trained ones ----------------------------------------------------------------
-    vision_tower, text_tower, init_model, tower_reports = pretrain_towers(chain, args, text_dir)
-
-    # -- 3-5. data --------------------------------------------------------------------------------------------------
+    # -- 2-5. towers that stand in for pre-trained ones, and the data (the tower pre-training is the longer lane) --
     pseudolabels, clips = chain.path("data", "pseudolabels"), chain.path("data", "video_clips")
     laion, msrvtt = chain.path("data", "laion"), chain.path("data", "msrvtt")
-    chain.run("pseudolabel", [py, "-m", "datasets_scripts.pseudolabel", "--input", videos, "--output_dir", pseudolabels,
-                              "--teacher", teacher, "--batch_size", "16", "--num_workers", "1", "--no_progress"])  # fmt: skip
-    chain.run("build_video_clips", [py, "-m", "datasets_scripts.build_video_clips", "--input", pseudolabels,
-                                    "--output_dir", clips, "--num_frames", "4", "--short_side", "32", "--num_workers", "1"])  # fmt: skip
-    chain.run("build_laion", [py, "-m", "datasets_scripts.build_laion", "--input", laion_raw, "--input_format", "parquet",
-                              "--output_dir", laion, "--short_side", "32", "--no_english_filter"])  # fmt: skip
-    chain.run("build_msrvtt", [py, "-m", "datasets_scripts.build_msrvtt", "--annotations",
-                               os.path.join(msrvtt_raw, "train_val_videodatainfo.json"),
-                               os.path.join(msrvtt_raw, "test_videodatainfo.json"),
-                               "--video_dir", os.path.join(msrvtt_raw, "videos"), "--output_dir", msrvtt,
-                               "--splits", "train,test", "--num_frames", "4", "--short_side", "32", "--num_workers", "1"])  # fmt: skip
+    pseudolabel = ("pseudolabel", [py, "-m", "datasets_scripts.pseudolabel", "--input", videos, "--output_dir", pseudolabels,
+                                   "--teacher", teacher, "--batch_size", "16", "--num_workers", "1", "--no_progress"])  # fmt: skip
+    build_clips = ("build_video_clips", [py, "-m", "datasets_scripts.build_video_clips", "--input", pseudolabels,
+                                         "--output_dir", clips, "--num_frames", "4", "--short_side", "32", "--num_workers", "1"])  # fmt: skip
+    build_laion = ("build_laion", [py, "-m", "datasets_scripts.build_laion", "--input", laion_raw, "--input_format", "parquet",
+                                   "--output_dir", laion, "--short_side", "32", "--no_english_filter"])  # fmt: skip
+    build_msrvtt = ("build_msrvtt", [py, "-m", "datasets_scripts.build_msrvtt", "--annotations",
+                                     os.path.join(msrvtt_raw, "train_val_videodatainfo.json"),
+                                     os.path.join(msrvtt_raw, "test_videodatainfo.json"),
+                                     "--video_dir", os.path.join(msrvtt_raw, "videos"), "--output_dir", msrvtt,
+                                     "--splits", "train,test", "--num_frames", "4", "--short_side", "32", "--num_workers", "1"])  # fmt: skip
+    vision_tower, text_tower, init_model, tower_reports = pretrain_towers(
+        chain, args, text_dir, data_lanes=([build_msrvtt], [pseudolabel, build_clips, build_laion])
+    )
     test_files = os.path.join(msrvtt, "data", "test-*.parquet")
 
     # -- 6. before ----------------------------------------------------------------------------------------------------
