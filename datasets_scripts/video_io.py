@@ -22,6 +22,7 @@ Backends for `read_frames_at` (all of them *seek*; none decodes the whole file):
 Only numpy is imported at module import time; decoders, PIL and torch are imported lazily.
 """
 
+import contextlib
 import io
 import os
 from dataclasses import dataclass
@@ -72,6 +73,19 @@ def _check_file(path: str) -> None:
         raise VideoDecodeError(path, "empty")
     if not os.access(path, os.R_OK):
         raise VideoDecodeError(path, "unreadable", "permission denied")
+
+
+@contextlib.contextmanager
+def _pyav_errors(path: str):
+    """PyAV / FFmpeg failures inside the block -> `VideoDecodeError(reason="corrupt")`."""
+    import av
+
+    try:
+        yield
+    except VideoDecodeError:
+        raise
+    except (av.error.FFmpegError, OSError, ValueError) as e:
+        raise VideoDecodeError(path, "corrupt", f"pyav: {type(e).__name__}: {e}") from e
 
 
 def _open_pyav(path: str):
@@ -192,7 +206,8 @@ def _pick_displayed(frame_starts: np.ndarray, t: float) -> int:
     return min(max(i, 0), len(frame_starts) - 1)
 
 
-def _read_decord(path: str, timestamps: list[float]) -> np.ndarray:
+def _open_decord(path: str):
+    """-> (VideoReader, per-frame start times in index order, origin). Refuses the files decord gets wrong."""
     try:
         import decord
     except ImportError as e:
@@ -200,40 +215,47 @@ def _read_decord(path: str, timestamps: list[float]) -> np.ndarray:
     _check_file(path)
     if os.path.splitext(str(path))[1].lower() in _DECORD_UNRELIABLE_EXT:
         raise VideoDecodeError(path, "decord_unindexed_container", "decord seeks to wrong frames in MPEG-TS/PS")
+    vr = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1)
+    n = len(vr)
+    if n == 0:
+        raise VideoDecodeError(path, "no_frames")
+    # decord keeps timestamps as float32: round to the microsecond so times agree with the other backends
+    ts = np.round(np.asarray(vr.get_frame_timestamp(range(n)), dtype=np.float64)[:, 0], 6)
+    if ts[0] < -_EPS:
+        # MP4 edit list: decord indexes the discarded pre-roll frames but its decoder drops them, so indices in
+        # the first GOP point at later frames. Refuse rather than return a wrong frame.
+        raise VideoDecodeError(path, "decord_edit_list", f"first frame timestamp {ts[0]:.3f} < 0")
+    return vr, ts, float(ts.min())
+
+
+def _read_decord(path: str, timestamps: list[float]) -> tuple[np.ndarray, list[float]]:
     try:
-        vr = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1)
-        n = len(vr)
-        if n == 0:
-            raise VideoDecodeError(path, "no_frames")
-        ts = np.asarray(vr.get_frame_timestamp(range(n)), dtype=np.float64)[:, 0]
-        if ts[0] < -_EPS:
-            # MP4 edit list: decord indexes the discarded pre-roll frames but its decoder drops them, so indices in
-            # the first GOP point at later frames. Refuse rather than return a wrong frame.
-            raise VideoDecodeError(path, "decord_edit_list", f"first frame timestamp {ts[0]:.3f} < 0")
+        vr, ts, origin = _open_decord(path)
         order = np.argsort(ts, kind="stable")  # decord lists frames in decode order for B-frame streams? be safe
         ts_sorted = ts[order]
-        origin = ts_sorted[0]
-        indices = [int(order[_pick_displayed(ts_sorted, origin + t)]) for t in timestamps]
-        frames = vr.get_batch(indices).asnumpy()
+        picks = [_pick_displayed(ts_sorted, origin + t) for t in timestamps]
+        frames = vr.get_batch([int(order[i]) for i in picks]).asnumpy()
     except VideoDecodeError:
         raise
     except Exception as e:  # decord raises DECORDError / RuntimeError subclasses
         raise VideoDecodeError(path, "corrupt", f"decord: {type(e).__name__}: {e}") from e
-    return np.ascontiguousarray(frames, dtype=np.uint8)
+    return np.ascontiguousarray(frames, dtype=np.uint8), [float(ts_sorted[i] - origin) for i in picks]
 
 
-def _read_pyav(path: str, timestamps: list[float], forward_decode_seconds: float = 0.5) -> np.ndarray:
+def _read_pyav(
+    path: str, timestamps: list[float], forward_decode_seconds: float = 0.5
+) -> tuple[np.ndarray, list[float]]:
     """Seek + decode forward. Targets are visited in sorted order; a target less than `forward_decode_seconds`
     ahead of the current position is reached by decoding forward instead of seeking again."""
-    import av
 
     container = _open_pyav(path)
-    try:
+    with container, _pyav_errors(path):
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         tb = float(stream.time_base)
         origin = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
         out: list = [None] * len(timestamps)
+        out_times: list = [None] * len(timestamps)
         order = sorted(range(len(timestamps)), key=lambda i: timestamps[i])
 
         def frame_time(frame) -> float:
@@ -293,16 +315,11 @@ def _read_pyav(path: str, timestamps: list[float], forward_decode_seconds: float
             if chosen is None:
                 raise VideoDecodeError(path, "no_frames", f"nothing decoded near t={timestamps[idx]:.3f}")
             out[idx] = chosen.to_ndarray(format="rgb24")
-    except VideoDecodeError:
-        raise
-    except (av.error.FFmpegError, OSError, ValueError) as e:
-        raise VideoDecodeError(path, "corrupt", f"pyav: {type(e).__name__}: {e}") from e
-    finally:
-        container.close()
-    return np.stack(out).astype(np.uint8, copy=False)
+            out_times[idx] = frame_time(chosen) - origin
+    return np.stack(out).astype(np.uint8, copy=False), [float(t) for t in out_times]
 
 
-def _read_torchcodec(path: str, timestamps: list[float]) -> np.ndarray:
+def _read_torchcodec(path: str, timestamps: list[float]) -> tuple[np.ndarray, list[float]]:
     try:
         from torchcodec.decoders import VideoDecoder
     except Exception as e:  # ImportError, or torchcodec failing to load its FFmpeg libraries
@@ -318,20 +335,52 @@ def _read_torchcodec(path: str, timestamps: list[float]) -> np.ndarray:
         query = [max(begin, begin + float(t) + _EPS) for t in timestamps]  # same boundary tolerance as other backends
         inside = [i for i, q in enumerate(query) if end is None or q < end - 1e-6]
         frames = np.empty((len(query), meta.height, meta.width, 3), dtype=np.uint8)
+        times = [0.0] * len(query)
         if inside:
-            frames[inside] = decoder.get_frames_played_at([query[i] for i in inside]).data.numpy()
+            batch = decoder.get_frames_played_at([query[i] for i in inside])
+            frames[inside] = batch.data.numpy()
+            for i, pts in zip(inside, batch.pts_seconds.tolist()):
+                times[i] = float(pts) - begin
         outside = [i for i in range(len(query)) if i not in set(inside)]
         if outside:
-            frames[outside] = decoder.get_frame_at(len(decoder) - 1).data.numpy()[None]
+            last = decoder.get_frame_at(len(decoder) - 1)
+            frames[outside] = last.data.numpy()[None]
+            for i in outside:
+                times[i] = float(last.pts_seconds) - begin
     except Exception as e:
         raise VideoDecodeError(path, "corrupt", f"torchcodec: {type(e).__name__}: {e}") from e
-    return np.ascontiguousarray(frames, dtype=np.uint8)
+    return np.ascontiguousarray(frames, dtype=np.uint8), times
 
 
 _READERS = {"decord": _read_decord, "pyav": _read_pyav, "torchcodec": _read_torchcodec}
 
 
-def read_frames_at(path: str, timestamps: list[float], backend: str = "auto") -> np.ndarray:
+def _with_backends(readers: dict, path: str, backend: str, *args):
+    """Run `readers[backend](path, *args)`; `"auto"` tries the backends in `BACKENDS` order (see `read_frames_at`)."""
+    if backend != "auto":
+        if backend not in readers:
+            raise ValueError(f"backend must be one of {tuple(readers) + ('auto',)}, got {backend!r}")
+        return readers[backend](path, *args)
+    _check_file(path)
+    errors = []
+    for name in BACKENDS:
+        if name not in readers:
+            continue
+        try:
+            return readers[name](path, *args)
+        except VideoDecodeError as e:
+            errors.append(e)
+            if e.reason in ("missing", "empty", "unreadable"):
+                break
+    real = [e for e in errors if e.reason not in ("backend_unavailable", "keyframe_unsupported")]
+    # prefer the PyAV diagnosis (it knows "no_video_stream"), else the first real one
+    for e in real:
+        if "pyav" in e.detail or e.reason in ("no_video_stream", "missing", "empty", "unreadable", "no_frames"):
+            raise e
+    raise (real or errors)[0]
+
+
+def read_frames_at(path: str, timestamps: list[float], backend: str = "auto", return_times: bool = False):
     """Decode, by seeking, the frame displayed at each timestamp (seconds from the stream start).
 
     Args:
@@ -339,9 +388,12 @@ def read_frames_at(path: str, timestamps: list[float], backend: str = "auto") ->
         timestamps (`list[float]`): any order, duplicates allowed.
         backend (`str`, *optional*, defaults to `"auto"`): `"decord"`, `"pyav"`, `"torchcodec"` or `"auto"`
             (decord, then PyAV, then torchcodec on failure / when unavailable).
+        return_times (`bool`, *optional*, defaults to `False`): also return each decoded frame's presentation time.
 
     Returns:
-        `np.ndarray` of shape `(len(timestamps), H, W, 3)`, uint8 RGB.
+        `np.ndarray` of shape `(len(timestamps), H, W, 3)`, uint8 RGB; with `return_times`, a tuple
+        `(frames, times)` where `times[i]` (seconds from the stream start) is the start of the frame returned for
+        `timestamps[i]` (`<= timestamps[i]` except before the first frame).
 
     Raises:
         `VideoDecodeError` (`.reason` says why); with `"auto"`, the first non-"backend_unavailable" error if every
@@ -349,25 +401,166 @@ def read_frames_at(path: str, timestamps: list[float], backend: str = "auto") ->
     """
     if len(timestamps) == 0:
         raise ValueError("timestamps is empty")
-    if backend != "auto":
-        if backend not in _READERS:
-            raise ValueError(f"backend must be one of {BACKENDS + ('auto',)}, got {backend!r}")
-        return _READERS[backend](path, list(timestamps))
-    _check_file(path)
-    errors = []
-    for name in BACKENDS:
-        try:
-            return _READERS[name](path, list(timestamps))
-        except VideoDecodeError as e:
-            errors.append(e)
-            if e.reason in ("missing", "empty", "unreadable"):
-                break
-    real = [e for e in errors if e.reason != "backend_unavailable"]
-    # prefer the PyAV diagnosis (it knows "no_video_stream"), else the first real one
-    for e in real:
-        if "pyav" in e.detail or e.reason in ("no_video_stream", "missing", "empty", "unreadable", "no_frames"):
-            raise e
-    raise (real or errors)[0]
+    frames, times = _with_backends(_READERS, path, backend, list(timestamps))
+    return (frames, times) if return_times else frames
+
+
+# ---------------------------------------------------------------- keyframe mode
+#
+# "keyframe" frame selection (pseudolabel `--frame_selection keyframe`): for each clip, decode only the keyframe
+# nearest the clip's centre among the keyframes inside the clip's span `[start, end)`. A keyframe decodes on its own,
+# so no frame before it is decoded (no forward decoding from an earlier keyframe to the exact centre).
+
+
+def _nearest_key(key_times, start: float, end: float) -> int | None:
+    """Position in `key_times` of the time in `[start, end)` nearest the span's centre (earlier one on a tie)."""
+    centre, best = (start + end) / 2, None
+    for k, t in enumerate(key_times):
+        if start - _EPS <= t < end - _EPS and (best is None or abs(t - centre) < abs(key_times[best] - centre) - 1e-9):
+            best = k
+    return best
+
+
+def _keyframes_decord(path: str, spans: list[tuple[float, float]], stats: dict):
+    try:
+        vr, ts, origin = _open_decord(path)
+        keys = [int(k) for k in vr.get_key_indices()]
+        key_times = [float(ts[k] - origin) for k in keys]
+        chosen = [_nearest_key(key_times, s, e) for s, e in spans]
+        wanted = sorted({keys[c] for c in chosen if c is not None})
+        # get_batch on a keyframe index seeks to that keyframe and returns it (decord's `seek` alone is approximate)
+        decoded = dict(zip(wanted, vr.get_batch(wanted).asnumpy())) if wanted else {}
+        stats["decoded_frames"] = stats.get("decoded_frames", 0) + len(wanted)
+    except VideoDecodeError:
+        raise
+    except Exception as e:
+        raise VideoDecodeError(path, "corrupt", f"decord: {type(e).__name__}: {e}") from e
+    frames = [None if c is None else np.ascontiguousarray(decoded[keys[c]], dtype=np.uint8) for c in chosen]
+    return frames, [None if c is None else key_times[c] for c in chosen]
+
+
+def _keyframes_pyav(path: str, spans: list[tuple[float, float]], stats: dict):
+    """Find keyframes by demuxing packets only (no decoding), then decode each chosen keyframe packet on its own: a
+    fresh decoder state, that one packet, end of stream. Exactly one frame is decoded per chosen keyframe."""
+
+    container = _open_pyav(path)
+    with container, _pyav_errors(path):
+        stream = container.streams.video[0]
+        tb = float(stream.time_base)
+        origin = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+        codec = stream.codec_context
+
+        def key_packets(seek_t: float, stop_t: float):
+            """Keyframe packets `(t, packet)` from a backward seek to `seek_t` until the stream passes `stop_t`."""
+            if seek_t <= _EPS:
+                container.seek(0, backward=True, any_frame=False)
+            else:
+                container.seek(max(0, int((origin + seek_t) / tb)), stream=stream, backward=True, any_frame=False)
+            for packet in container.demux(stream):
+                ts = packet.pts if packet.pts is not None else packet.dts
+                if ts is None:
+                    continue
+                t = ts * tb - origin
+                if packet.is_keyframe and packet.pts is not None:
+                    yield t, packet
+                if t >= stop_t:
+                    return
+
+        frames, times = [], []
+        for start, end in spans:
+            centre = (start + end) / 2
+            before = after = None
+            landed_after = None
+            for t, packet in key_packets(centre, end):
+                if t <= centre + _EPS:
+                    before = (t, packet)
+                else:
+                    if before is None and landed_after is None:
+                        landed_after = t
+                    if t < end - _EPS:
+                        after = (t, packet)
+                    break
+            if before is None and start < centre and (landed_after is None or landed_after > start):
+                # the demuxer landed after the centre (no index): scan the first half of the span from its start
+                for t, packet in key_packets(start, centre):
+                    if t > centre + _EPS:
+                        break
+                    before = (t, packet)
+            cands = [c for c in (before, after) if c is not None and start - _EPS <= c[0] < end - _EPS]
+            if not cands:
+                frames.append(None)
+                times.append(None)
+                continue
+            t, packet = min(cands, key=lambda c: (abs(c[0] - centre), c[0]))
+            codec.flush_buffers()
+            out = list(codec.decode(packet)) + list(codec.decode(None))
+            codec.flush_buffers()
+            stats["decoded_frames"] = stats.get("decoded_frames", 0) + len(out)
+            if not out:  # an intra frame that does not decode alone: treat the clip as having no usable keyframe
+                frames.append(None)
+                times.append(None)
+                continue
+            frames.append(out[0].to_ndarray(format="rgb24").astype(np.uint8, copy=False))
+            times.append(float(t))
+    return frames, times
+
+
+def _keyframes_torchcodec(path: str, spans: list[tuple[float, float]], stats: dict):
+    # torchcodec lists keyframe *indices* (private `_get_key_frame_indices`) but has no public per-frame timestamp
+    # table, so the keyframe nearest a time cannot be chosen without decoding: not supported.
+    raise VideoDecodeError(path, "keyframe_unsupported", "torchcodec: no keyframe timestamps without decoding")
+
+
+_KEYFRAME_READERS = {"decord": _keyframes_decord, "pyav": _keyframes_pyav, "torchcodec": _keyframes_torchcodec}
+
+
+def read_keyframes_near(path: str, spans: list[tuple[float, float]], backend: str = "auto", stats: dict | None = None):
+    """For each clip span `(start, end)`, decode only the keyframe nearest the span's centre among the keyframes with
+    `start <= t < end`.
+
+    Args:
+        path (`str`): local video file.
+        spans (`list[tuple[float, float]]`): clip spans, seconds from the stream start.
+        backend (`str`, *optional*, defaults to `"auto"`): `"decord"` or `"pyav"` (or `"auto"`: decord, then PyAV).
+            `"torchcodec"` raises `VideoDecodeError(reason="keyframe_unsupported")`.
+        stats (`dict`, *optional*): `stats["decoded_frames"]` is increased by the number of frames decoded.
+
+    Returns:
+        `(frames, times)`: two lists of `len(spans)`; `frames[i]` is a uint8 RGB `(H, W, 3)` array and `times[i]` its
+        presentation time, or both are `None` when no keyframe lies inside span `i`.
+    """
+    if len(spans) == 0:
+        raise ValueError("spans is empty")
+    return _with_backends(_KEYFRAME_READERS, path, backend, list(spans), stats if stats is not None else {})
+
+
+FRAME_SELECTIONS = ("centre", "keyframe")
+
+
+def read_clip_frames(path: str, spans: list[tuple[float, float]], frame_selection: str = "centre",
+                     backend: str = "auto") -> tuple[np.ndarray, list[float], list[bool]]:  # fmt: skip
+    """One frame per clip: the frame displayed at the clip's centre (`"centre"`, the paper's), or the keyframe
+    nearest the centre inside the clip (`"keyframe"`; a clip without a keyframe gets its exact centre frame).
+
+    Returns:
+        `(frames, frame_times, fell_back)`: frames `(len(spans), H, W, 3)` uint8, the presentation time (seconds from
+        the stream start) of each decoded frame, and for each clip whether keyframe mode fell back to the exact
+        centre (always `False` in `"centre"` mode).
+    """
+    if frame_selection not in FRAME_SELECTIONS:
+        raise ValueError(f"frame_selection must be one of {FRAME_SELECTIONS}, got {frame_selection!r}")
+    centres = [(s + e) / 2 for s, e in spans]
+    if frame_selection == "centre":
+        frames, times = read_frames_at(path, centres, backend=backend, return_times=True)
+        return frames, times, [False] * len(spans)
+    key_frames, key_times = read_keyframes_near(path, spans, backend=backend)
+    missing = [i for i, f in enumerate(key_frames) if f is None]
+    if missing:
+        exact, exact_times = read_frames_at(path, [centres[i] for i in missing], backend=backend, return_times=True)
+        for i, f, t in zip(missing, exact, exact_times):
+            key_frames[i], key_times[i] = f, t
+    fell_back = set(missing)
+    return np.stack(key_frames), [float(t) for t in key_times], [i in fell_back for i in range(len(spans))]
 
 
 def read_image(path_or_bytes) -> np.ndarray:
@@ -434,6 +627,9 @@ __all__ = [
     "clip_spans",
     "uniform_timestamps",
     "read_frames_at",
+    "read_keyframes_near",
+    "read_clip_frames",
+    "FRAME_SELECTIONS",
     "read_image",
     "resize_frame",
     "encode_jpeg",

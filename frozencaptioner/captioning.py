@@ -226,7 +226,7 @@ def caption_videos(
     device = next(model.parameters()).device
     model_dtype = next(model.parameters()).dtype
 
-    max_frames = getattr(getattr(model.config, "vision_config", None), "num_frames", None)
+    max_frames = getattr(model.config, "max_num_frames", None)  # any tower kind (TimeSformer: its num_frames)
     num_frames = int(num_frames or processor.num_frames)
     if max_frames is not None and num_frames > max_frames:
         print(

@@ -23,17 +23,27 @@ def frozen_tower_lora_config(
     text: bool = True,
     **kwargs,
 ) -> LoraConfig:
-    """LoRA on TimeSformer's fused `qkv` projections and/or OPT's `q_proj`/`v_proj`, keeping every gated
-    cross-attention adapter trainable and saved with the LoRA weights (`modules_to_save`).
+    """LoRA on the vision tower's attention projections (TimeSformer's and timm ViTs' fused `qkv`, CLIP's and
+    SigLIP's `q_proj`/`v_proj`) and/or OPT's `q_proj`/`v_proj`, keeping every gated cross-attention adapter (and its
+    frame time embeddings) trainable and saved with the LoRA weights (`modules_to_save`).
 
     Adapters are named one by one: `modules_to_save` matches by name suffix, and wrapping the whole `ModuleList`
-    would hide its indexing from the model's decoder loop.
+    would hide its indexing from the model's decoder loop. A tower without attention projections (a CNN) cannot
+    take `vision=True`.
     """
-    patterns = ([r"vision_model\..*\.qkv"] if vision else []) + (
+    import re
+
+    patterns = ([r"vision_model\..*\.(qkv|q_proj|v_proj)"] if vision else []) + (
         [r"language_model\..*\.(q_proj|v_proj)"] if text else []
     )
     if not patterns:
         raise ValueError("enable LoRA on at least one tower (vision=True and/or text=True)")
+    names = [name for name, _ in model.named_modules()]
+    for pattern, tower in zip(patterns, ["vision" if vision else "text", "text"]):
+        if not any(re.fullmatch(pattern, name) for name in names):
+            raise ValueError(
+                f"no attention projection in the {tower} tower matches {pattern!r} (vision={tower == 'vision'})"
+            )
     return LoraConfig(
         r=r,
         lora_alpha=lora_alpha,

@@ -1,4 +1,5 @@
-"""FrozenCaptioner remote-code folder: config, model and processor (imports only torch and transformers)."""
+"""FrozenCaptioner remote-code folder: config, model and processor (imports only torch and transformers; timm only
+through transformers, for a timm tower)."""
 
 from .configuration_frozencaptioner import FrozenCaptionerConfig
 from .modeling_frozencaptioner import (
@@ -7,7 +8,12 @@ from .modeling_frozencaptioner import (
     FrozenCaptionerGatedCrossAttentionLayer,
     FrozenCaptionerPreTrainedModel,
 )
-from .processing_frozencaptioner import FrozenCaptionerProcessor, sample_frame_indices
+from .processing_frozencaptioner import (
+    FrozenCaptionerProcessor,
+    load_tower_video_processor,
+    sample_frame_indices,
+    video_processor_for_tower,
+)
 
 
 def _register_local_auto_classes():

@@ -1,5 +1,6 @@
 # Copyright 2026 The FrozenCaptioner authors. Licensed under the Apache License, Version 2.0.
-"""FrozenCaptioner configuration: a TimeSformer `vision_config`, an OPT `text_config` and the adapter fields.
+"""FrozenCaptioner configuration: a `vision_config` (a TimeSformer, or an image tower applied per frame), an OPT
+`text_config` and the adapter fields.
 
 No `from __future__ import annotations` here: transformers 5 reads config annotations at run time.
 
@@ -11,7 +12,7 @@ they have installed).
 import transformers
 from packaging.specifiers import SpecifierSet
 from transformers import CONFIG_MAPPING, AutoConfig, PreTrainedConfig
-from transformers.utils import logging
+from transformers.utils import is_timm_available, logging
 
 
 logger = logging.get_logger(__name__)
@@ -41,21 +42,51 @@ def _warn_if_untested_transformers(installed: str | None = None) -> bool:
 _warn_if_untested_transformers()
 
 
+def import_timm():
+    """`timm`, for timm towers only. The import sits in an `if is_timm_available():` block: transformers' remote-code
+    loader skips those when it lists the packages a file needs, so loading this folder never requires timm."""
+    if is_timm_available():
+        import timm
+        import timm.data
+
+        return timm
+    raise ImportError("this vision tower is a timm model (TimmWrapperConfig): pip install timm")
+
+
 _CROSS_ATTENTION_TYPES = ("separable", "full")
 _GATE_TYPES = ("vector", "scalar")
+# Vision towers: TimeSformer (a video model, tokens `[CLS] + (h w t)`), or an image encoder run on every frame.
+_VIDEO_TOWER_TYPES = ("timesformer",)
+_FRAME_WISE_TOWER_TYPES = ("clip_vision_model", "siglip_vision_model", "timm_wrapper")
+# Full two-tower configs whose image tower is used alone (`CLIPModel.save_pretrained` writes model_type "clip").
+_FULL_MODEL_VISION_KEYS = {"clip": "vision_config", "siglip": "vision_config"}
+# The adapters' LayerNorm eps on the visual tokens, for towers whose config has no `layer_norm_eps` (timm).
+_DEFAULT_VISION_LAYER_NORM_EPS = 1e-6
 
 
 class FrozenCaptionerConfig(PreTrainedConfig):
     r"""
-    Configuration of a [`FrozenCaptionerForConditionalGeneration`]: a frozen TimeSformer video encoder, a frozen OPT
-    decoder and trainable gated cross-attention adapters inserted before some decoder layers (Lialin et al., WACV 2023
-    Workshops, "Scalable and Accurate Self-supervised Multimodal Representation Learning without Aligned Video and Text
-    Data").
+    Configuration of a [`FrozenCaptionerForConditionalGeneration`]: a frozen vision tower (the paper's TimeSformer, or
+    an image encoder applied to every frame), a frozen OPT decoder and trainable gated cross-attention adapters
+    inserted before some decoder layers (Lialin et al., WACV 2023 Workshops, "Scalable and Accurate Self-supervised
+    Multimodal Representation Learning without Aligned Video and Text Data").
 
     Args:
-        vision_config (`TimesformerConfig` or `dict`, *optional*):
-            The video encoder. Its `num_frames` is the largest number of frames the model accepts (the tower's time
-            embeddings are learned for that many); fewer frames (1 = an image) are fine.
+        vision_config (`PreTrainedConfig` or `dict`, *optional*):
+            The vision tower: a `TimesformerConfig` (the paper), or a frame-wise image tower: `CLIPVisionConfig`,
+            `SiglipVisionConfig` or `TimmWrapperConfig` (any timm ViT or CNN). A full `CLIPConfig` / `SiglipConfig`
+            (model_type "clip" / "siglip") contributes only its `vision_config`.
+        max_num_frames (`int`, *optional*):
+            The largest number of frames per clip; fewer (1 = an image) are fine. TimeSformer: defaults to (and may
+            not exceed) `vision_config.num_frames`, the frames its time embeddings are learned for. Frame-wise towers:
+            defaults to 8; it sizes the adapters' trainable time embeddings.
+        vision_hidden_size (`int`, *optional*):
+            Width of the tower's tokens. Read off the tower's config (`hidden_size`; timm: `num_features`, or the
+            architecture built on the meta device); pass it only to check.
+        time_embedding_init_std (`float`, *optional*, defaults to 0.5):
+            Frame-wise towers only: std of the truncated-normal init of the adapters' trainable time embeddings, which
+            are added to LayerNorm'ed (unit-scale) tokens. 0 = zeros: the step-0 model is then exactly blind to frame
+            order (they still train, but start slower; see `FrozenCaptionerPreTrainedModel._init_weights`).
         text_config (`OPTConfig` or `dict`, *optional*):
             The language decoder.
         adapter_layers (`list[int]`, *optional*):
@@ -109,9 +140,12 @@ class FrozenCaptionerConfig(PreTrainedConfig):
         adapter_dropout=0.0,
         freeze_vision_model=True,
         freeze_language_model=True,
+        max_num_frames=None,
+        vision_hidden_size=None,
+        time_embedding_init_std=0.5,
         **kwargs,
     ):
-        self.vision_config = self._typed_sub_config(vision_config, "timesformer")
+        self.vision_config = self._typed_vision_config(vision_config)
         self.text_config = self._typed_sub_config(text_config, "opt")
 
         num_text_layers = self.text_config.num_hidden_layers
@@ -151,14 +185,36 @@ class FrozenCaptionerConfig(PreTrainedConfig):
         self.freeze_vision_model = bool(freeze_vision_model)
         self.freeze_language_model = bool(freeze_language_model)
 
-        if self.vision_config.attention_type != "divided_space_time":
-            raise ValueError(
-                f"vision_config.attention_type must be 'divided_space_time' (TimeSformer divST), got {self.vision_config.attention_type!r}"
-            )
-        if not isinstance(self.vision_config.image_size, int):
-            raise ValueError(
-                f"vision_config.image_size must be an int (square crops), got {self.vision_config.image_size!r}"
-            )
+        if self.frame_wise_vision:
+            max_num_frames = 8 if max_num_frames is None else max_num_frames
+        else:
+            if self.vision_config.attention_type != "divided_space_time":
+                raise ValueError(
+                    f"vision_config.attention_type must be 'divided_space_time' (TimeSformer divST), got {self.vision_config.attention_type!r}"
+                )
+            if not isinstance(self.vision_config.image_size, int):
+                raise ValueError(
+                    f"vision_config.image_size must be an int (square crops), got {self.vision_config.image_size!r}"
+                )
+            tower_frames = self.vision_config.num_frames
+            max_num_frames = tower_frames if max_num_frames is None else max_num_frames
+            if int(max_num_frames) > tower_frames:
+                raise ValueError(
+                    f"max_num_frames={max_num_frames} exceeds the TimeSformer's num_frames={tower_frames} (its time "
+                    "embeddings are learned for that many frames)"
+                )
+        if int(max_num_frames) < 1:
+            raise ValueError(f"max_num_frames must be >= 1, got {max_num_frames}")
+        self.max_num_frames = int(max_num_frames)
+        # a given width (e.g. from config.json) is checked where that is cheap; a timm architecture is built (on the
+        # meta device) only when the width is not known
+        tower_width = self._vision_width(self.vision_config, build=vision_hidden_size is None)
+        if vision_hidden_size is not None and tower_width is not None and int(vision_hidden_size) != tower_width:
+            raise ValueError(f"vision_hidden_size={vision_hidden_size} but the vision tower's width is {tower_width}")
+        self.vision_hidden_size = int(vision_hidden_size if vision_hidden_size is not None else tower_width)
+        if float(time_embedding_init_std) < 0:
+            raise ValueError(f"time_embedding_init_std must be >= 0, got {time_embedding_init_std}")
+        self.time_embedding_init_std = float(time_embedding_init_std)
 
         for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
             kwargs.setdefault(key, getattr(self.text_config, key, None))
@@ -171,6 +227,50 @@ class FrozenCaptionerConfig(PreTrainedConfig):
         for key, implementation in sub_attn.items():
             if implementation is not None and not explicit_attn:
                 getattr(self, key)._attn_implementation = implementation
+
+    @classmethod
+    def _typed_vision_config(cls, vision_config):
+        """The vision sub-config, typed: a TimeSformer or a frame-wise tower; a full CLIP/SigLIP config gives its
+        vision tower's config."""
+        allowed = _VIDEO_TOWER_TYPES + _FRAME_WISE_TOWER_TYPES
+        if isinstance(vision_config, dict) and vision_config.get("model_type") in _FULL_MODEL_VISION_KEYS:
+            vision_config = CONFIG_MAPPING[vision_config["model_type"]].from_dict(vision_config)
+        if isinstance(vision_config, PreTrainedConfig) and vision_config.model_type in _FULL_MODEL_VISION_KEYS:
+            vision_config = getattr(vision_config, _FULL_MODEL_VISION_KEYS[vision_config.model_type])
+        model_type = (
+            vision_config.get("model_type", "timesformer")
+            if isinstance(vision_config, dict)
+            else getattr(vision_config, "model_type", "timesformer")
+        )
+        if model_type not in allowed:
+            raise ValueError(
+                f"expected a 'timesformer' vision sub-config or a frame-wise image tower ({', '.join(_FRAME_WISE_TOWER_TYPES)}; "
+                f"a full {' / '.join(_FULL_MODEL_VISION_KEYS)} config gives its vision_config), got model_type={model_type!r}"
+            )
+        if model_type == "timesformer":
+            return cls._typed_sub_config(vision_config, "timesformer")
+        if isinstance(vision_config, dict):
+            # `from_dict`: timm's config maps its saved `num_classes` / `label_names` back to transformers' fields
+            return CONFIG_MAPPING[model_type].from_dict(vision_config)
+        return vision_config
+
+    @staticmethod
+    def _vision_width(vision_config, build: bool = True) -> int | None:
+        """Width of the tower's output tokens: `hidden_size`, or a timm model's `num_features` (from its saved config,
+        else, with `build`, from the architecture built on the meta device: no weights are allocated)."""
+        if vision_config.model_type != "timm_wrapper":
+            return vision_config.hidden_size
+        if getattr(vision_config, "num_features", None):
+            return int(vision_config.num_features)
+        if not build:
+            return None
+        import torch
+
+        timm = import_timm()
+        model_args = {k: v for k, v in (vision_config.model_args or {}).items() if k != "num_classes"}
+        with torch.device("meta"):
+            model = timm.create_model(vision_config.architecture, pretrained=False, num_classes=0, **model_args)
+        return int(model.num_features)
 
     @staticmethod
     def _typed_sub_config(sub_config, default_model_type):
@@ -190,13 +290,30 @@ class FrozenCaptionerConfig(PreTrainedConfig):
         raise ValueError(f"sub-config must be a dict or a PreTrainedConfig, got {type(sub_config).__name__}")
 
     @property
-    def num_frames(self) -> int:
-        """Largest number of frames per clip (the vision tower's learned time embeddings)."""
-        return self.vision_config.num_frames
+    def frame_wise_vision(self) -> bool:
+        """True when the vision tower is an image encoder run on every frame (not a TimeSformer)."""
+        return self.vision_config.model_type in _FRAME_WISE_TOWER_TYPES
 
     @property
-    def image_size(self) -> int:
-        return self.vision_config.image_size
+    def num_frames(self) -> int:
+        """Largest number of frames per clip (`max_num_frames`)."""
+        return self.max_num_frames
+
+    @property
+    def image_size(self) -> int | None:
+        """The tower's native square crop (timm: its `pretrained_cfg` input size, or `model_args["img_size"]`)."""
+        vc = self.vision_config
+        if vc.model_type != "timm_wrapper":
+            size = vc.image_size
+        else:
+            input_size = (getattr(vc, "pretrained_cfg", None) or {}).get("input_size")
+            size = input_size[-1] if input_size else (vc.model_args or {}).get("img_size")
+        return size[-1] if isinstance(size, (list, tuple)) else size
+
+    @property
+    def vision_layer_norm_eps(self) -> float:
+        """eps of the adapters' LayerNorms on visual tokens: the tower's own (timm: 1e-6)."""
+        return getattr(self.vision_config, "layer_norm_eps", _DEFAULT_VISION_LAYER_NORM_EPS)
 
 
 # `save_pretrained` writes `auto_map["AutoConfig"]` and copies this file (the Hub remote-code format).

@@ -41,6 +41,8 @@ COLUMN_DOCS = {
     "caption": "the teacher's caption of the clip's center frame",
     "teacher": "Hub id (or name) of the image captioner that wrote the caption",
     "video_path": "path or URL the clip was read from when the captions were made",
+    "frame_time": "presentation time (s from the stream start) of the captioned frame: the frame shown at the clip "
+    "centre, or the keyframe in keyframe mode",
 }
 
 

@@ -177,6 +177,16 @@ def hub_id_or_none(name: str | None) -> str | None:
     return name
 
 
+def tower_description(vision_config) -> tuple[str, str]:
+    """(name for the card, Hub tag) of the vision tower kind: TimeSformer, CLIP/SigLIP vision tower, timm model."""
+    kind = vision_config.model_type
+    if kind == "timm_wrapper":
+        return f"timm `{getattr(vision_config, 'architecture', 'model')}` (per frame)", "timm"
+    names = {"timesformer": ("TimeSformer", "timesformer"), "clip_vision_model": ("CLIP vision tower (per frame)", "clip"),
+             "siglip_vision_model": ("SigLIP vision tower (per frame)", "siglip")}  # fmt: skip
+    return names.get(kind, (kind, kind))
+
+
 def build_model_card(
     model,
     processor,
@@ -205,6 +215,7 @@ def build_model_card(
     if pipeline_tag not in PIPELINE_TAGS:
         raise ValueError(f"pipeline_tag must be one of {PIPELINE_TAGS}, got {pipeline_tag!r}")
     cfg = model.config
+    tower_name, tower_tag = tower_description(cfg.vision_config)
     vision_base = hub_id_or_none(vision_base_model) or hub_id_or_none(
         getattr(cfg.vision_config, "_name_or_path", None)
     )
@@ -226,7 +237,7 @@ def build_model_card(
         pipeline_tag=pipeline_tag,
         base_model=base_models or None,
         datasets=list(datasets) if datasets else None,
-        tags=["video-captioning", "image-captioning", "frozencaptioner", "timesformer", "opt", "custom_code"],
+        tags=["video-captioning", "image-captioning", "frozencaptioner", tower_tag, "opt", "custom_code"],
         model_name=model_name,
         eval_results=eval_results_to_model_index(eval_rows) or None,
         **extra,
@@ -242,11 +253,12 @@ def build_model_card(
     if license == "other":
         license_text = (
             "The weights derive from OPT (released under the OPT-175B license agreement, non-commercial research use) "
-            "and TimeSformer (CC BY-NC 4.0) checkpoints; their terms apply to this model. The code files are Apache-2.0."
+            f"and {'TimeSformer (CC BY-NC 4.0)' if tower_tag == 'timesformer' else tower_name} checkpoints; their terms "
+            "apply to this model. The code files are Apache-2.0."
         )
     else:
         license_text = (
-            f"`{license}`. Check that it is compatible with the terms of the OPT and TimeSformer checkpoints."
+            f"`{license}`. Check that it is compatible with the terms of the OPT and {tower_name} checkpoints."
         )
     return ModelCard.from_template(
         card_data,
@@ -256,10 +268,11 @@ def build_model_card(
         revision=revision,
         vision_base=vision_base,
         text_base=text_base,
-        vision_layers=cfg.vision_config.num_hidden_layers,
-        vision_hidden=cfg.vision_config.hidden_size,
-        num_frames=cfg.vision_config.num_frames,
-        image_size=cfg.vision_config.image_size,
+        vision_tower=tower_name,
+        vision_layers=getattr(cfg.vision_config, "num_hidden_layers", None) or "?",
+        vision_hidden=cfg.vision_hidden_size,
+        num_frames=cfg.max_num_frames,
+        image_size=cfg.image_size,
         text_layers=cfg.text_config.num_hidden_layers,
         text_hidden=cfg.text_config.hidden_size,
         adapter_layers=", ".join(str(i) for i in cfg.adapter_layers),

@@ -40,17 +40,17 @@ cd "$REPO"
 if HF_HUB_OFFLINE=1 "$py" -m pytest -q -x tests/test_configuration.py tests/test_modeling.py tests/test_generation.py \
   tests/test_processor.py tests/test_remote_code.py >"$tmp/pytest.log" 2>&1; then result=pass; else result=FAIL; fi
 tail -n 3 "$tmp/pytest.log"
-printf '%-22s %-14s %-26s %s\n' package locked newest result
+printf '%-16s %-10s %-34s %s\n' package locked newest result
 for name in transformers accelerate datasets huggingface_hub peft deepspeed torch torchvision torchcodec tokenizers \
   safetensors timm av numpy; do
   locked="$(grep -i "^${name}==" "$LOCK" | head -1 | cut -d= -f3)"
   newest="$("$py" -c "import importlib.metadata as m; print(m.version('$name'))" 2>/dev/null || echo '-')"
   note=""
   if [ "$name" = torch ] || [ "$name" = torchvision ]; then
-    pypi="$("$py" -m pip index versions "$name" 2>/dev/null | head -1 | sed -E 's/.*\((.*)\).*/\1/')"
+    pypi="$("$py" -m pip index versions "$name" 2>/dev/null | sed -nE '1s/.*\((.*)\).*/\1/p' || true)"
     [ -n "$pypi" ] && [ "$pypi" != "$newest" ] && note=" (image cap; PyPI: $pypi)"
   fi
   status="$result"
   [ "$locked" = "$newest" ] && status="same, $result"
-  printf '%-22s %-14s %-26s %s\n' "$name" "${locked:--}" "$newest$note" "$status"
+  printf '%-16s %-10s %-34s %s\n' "$name" "${locked:--}" "$newest$note" "$status"
 done

@@ -1,4 +1,5 @@
-"""FrozenCaptionerProcessor: uniform frame sampling, VideoMAE-style pixels, OPT captions with explicit EOS."""
+"""FrozenCaptionerProcessor: uniform frame sampling, VideoMAE-style pixels (TimeSformer; image towers: test_frame_towers.py),
+OPT captions with explicit EOS."""
 
 import numpy as np
 import pytest
@@ -7,6 +8,7 @@ from PIL import Image
 
 from frozencaptioner.tiny import gpt2_bpe_tokenizer, tiny_processor
 from modeling_frozencaptioner import sample_frame_indices
+from modeling_frozencaptioner.processing_frozencaptioner import _plain_size
 
 
 def test_uniform_frame_sampling():
@@ -82,3 +84,12 @@ def test_bad_input_raises():
         processor(videos=[[]])
     with pytest.raises(ValueError, match="list of strings"):
         processor(text=[1, 2])
+
+
+def test_set_image_size_keeps_the_resize_rule():
+    """The paper's larger fine-tuning crop: short side resized to the crop (TimeSformer's rule), then cropped."""
+    processor = tiny_processor()
+    processor.set_image_size(24)
+    pixels = processor(videos=[np.zeros((3, 30, 40, 3), np.uint8)])["pixel_values"]
+    assert pixels.shape == (1, 4, 3, 24, 24)
+    assert _plain_size(processor.video_processor.size) == {"shortest_edge": 24}

@@ -420,10 +420,11 @@ def test_stage_dataset_and_load(pseudolabel_dir, tmp_path):
 
     stage = str(tmp_path / "ds")
     stage_dataset(pseudolabel_dir, stage, "org/captions", source_datasets=["org/videos"], log=lambda m: None)
-    assert sorted(read_all_files(stage)) == ["README.md", "data/train-00000-00000.parquet"]
-    source = pq.read_table(os.path.join(pseudolabel_dir, "data", "train-00000-00000.parquet"))
+    assert sorted(read_all_files(stage)) == ["README.md", "data/train-j00000of00001-r00000-00000.parquet"]
+    source = pq.read_table(os.path.join(pseudolabel_dir, "data", "train-j00000of00001-r00000-00000.parquet"))
     ds = load_dataset(stage, split="train", cache_dir=str(tmp_path / "cache"))
-    assert ds.column_names == ["video_id", "clip_index", "start", "end", "caption", "teacher"]  # video_path dropped
+    # video_path dropped
+    assert ds.column_names == ["video_id", "clip_index", "start", "end", "caption", "teacher", "frame_time"]
     assert ds.num_rows == source.num_rows == 4  # a: 20 s -> 3 clips, b: 9 s -> 1 clip, c: unreadable
     assert list(ds["caption"]) == source.column("caption").to_pylist()
     assert sorted(zip(ds["video_id"], ds["clip_index"], ds["start"], ds["end"])) == [
@@ -476,7 +477,7 @@ def test_dataset_push_round_trip_with_login_cache_token(pseudolabel_dir, guard_d
     repo = hub.repo("org/captions", "dataset")
     assert repo.private is False
     lfs_paths = repo.commits[repo.branches["main"]]["lfs"]
-    assert lfs_paths == ({"data/train-00000-00000.parquet"} if hub.lfs else set())
+    assert lfs_paths == ({"data/train-j00000of00001-r00000-00000.parquet"} if hub.lfs else set())
     assert any(path.endswith(".git/info/lfs/objects/batch") for _, path in hub.requests) == hub.lfs
     snapshot = snapshot_download("org/captions", repo_type="dataset", endpoint=hub.url, token=TOKEN, cache_dir=str(tmp_path / "cache"))  # fmt: skip
     downloaded = read_all_files(snapshot)

@@ -249,3 +249,98 @@ def test_read_image(tmp_path):
     assert read_image(str(tmp_path / "g.png")).shape == (20, 30, 3)
     with pytest.raises(VideoDecodeError):
         read_image(b"not an image")
+
+
+# ---------------------------------------------------------------- keyframe mode
+
+
+def keyframe_times(path):
+    """Presentation times (from the stream start) of every keyframe, by demuxing the whole file (no seeking)."""
+    import av
+
+    with av.open(path) as c:
+        s = c.streams.video[0]
+        origin = float(s.start_time * s.time_base) if s.start_time is not None else 0.0
+        return sorted(float(p.pts * s.time_base) - origin for p in c.demux(s) if p.is_keyframe and p.pts is not None)
+
+
+def nearest_inside(keys, start, end):
+    inside = [k for k in keys if start - 1e-6 <= k < end - 1e-6]
+    return min(inside, key=lambda k: (abs(k - (start + end) / 2), k)) if inside else None
+
+
+KEYFRAME_BACKENDS = [b for b in BACKENDS if b != "torchcodec"]
+
+
+@pytest.mark.parametrize("backend", KEYFRAME_BACKENDS + ["auto"])
+@pytest.mark.parametrize("kind", ["cfr", "vfr", "mkv"])
+def test_keyframe_nearest_the_centre_inside_each_clip(generated, backend, kind):
+    """Each clip gets the keyframe nearest its centre among those inside `[start, end)` (none: `None`), and exactly
+    one frame is decoded per keyframe returned: no forward decoding."""
+    from datasets_scripts.video_io import read_keyframes_near
+
+    path, times = generated[kind]
+    keys = keyframe_times(path)
+    assert len(keys) >= 2 and keys[1] > 0.5  # the generated videos have a keyframe every 2 s, not only at t=0
+    duration = probe_video(path).duration
+    spans = clip_spans(duration, 1.5) + [(0.1, 1.9), (2.1, 3.0), (0.0, duration)]
+    stats = {}
+    frames, got_times = read_keyframes_near(path, spans, backend=backend, stats=stats)
+    want = [nearest_inside(keys, s, e) for s, e in spans]
+    assert [t is None for t in got_times] == [w is None for w in want] and any(w is None for w in want)
+    for f, t, w in zip(frames, got_times, want):
+        if w is None:
+            assert f is None
+            continue
+        assert t == pytest.approx(w, abs=1e-6)
+        assert decode_frame_index(f) == displayed_index(np.array(times), w)
+    # one decoded frame per keyframe returned (PyAV decodes a keyframe shared by two spans twice): forward decoding
+    # from a keyframe to a centre would decode up to 2 s x fps frames per clip
+    assert (
+        len({round(w, 6) for w in want if w is not None})
+        <= stats["decoded_frames"]
+        <= sum(w is not None for w in want)
+    )
+
+
+def test_keyframe_mode_real_footage_edit_list_and_mpegts(tmp_path, generated):
+    """bikes.mp4 (keyframes at 0, 1.2, 3.04, 5.48, ...): the keyframe returned equals the full decode's frame at that
+    time. An edit-list file never returns a pre-roll keyframe (t < 0); MPEG-TS (no index) works with PyAV."""
+    import subprocess
+
+    from datasets_scripts.video_io import read_clip_frames, read_keyframes_near
+
+    path = _real_clip("bikes.mp4")
+    times, ref = reference_decode(path)
+    spans = [(0.0, 10.0), (0.0, 2.0), (6.0, 7.0), (2.0, 6.0)]
+    for backend in KEYFRAME_BACKENDS:
+        frames, got = read_keyframes_near(path, spans, backend=backend)
+        assert got[0] == pytest.approx(5.48, abs=1e-6) and got[1] == pytest.approx(1.2, abs=1e-6) and got[2] is None
+        for f, t in zip(frames, got):
+            if t is not None:
+                np.testing.assert_array_equal(f, ref[displayed_index(times, t)])
+    frames, got, fell_back = read_clip_frames(path, spans, "keyframe", backend="pyav")
+    assert fell_back == [False, False, True, False] and got[2] == pytest.approx(6.48, abs=0.021)  # the exact centre
+    np.testing.assert_array_equal(frames[2], ref[displayed_index(times, 6.5)])
+
+    src, src_times = generated["cfr"]
+    dst = make_trimmed_copy(src, str(tmp_path / "trimmed.mp4"), start=1.3)
+    keys = keyframe_times(dst)
+    assert keys[0] < 0  # the pre-roll keyframe, before the first displayed frame
+    frames, got = read_keyframes_near(dst, [(0.0, 0.6), (0.0, 2.0)], backend="pyav")
+    assert got[0] is None and got[1] == pytest.approx(nearest_inside(keys, 0.0, 2.0), abs=1e-6)
+    ts = str(tmp_path / "v.ts")
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", src, "-c", "copy", "-f", "mpegts", ts], check=True)
+    frames, got = read_keyframes_near(ts, [(0.0, 3.0), (3.0, 6.0)], backend="pyav")
+    assert got == pytest.approx([2.0, 4.0], abs=1e-3)
+    assert [decode_frame_index(f) for f in frames] == [displayed_index(np.array(src_times), t) for t in (2.0, 4.0)]
+
+
+def test_keyframe_mode_unsupported_backend_says_so(generated):
+    from datasets_scripts.video_io import read_keyframes_near
+
+    if "torchcodec" not in BACKENDS:
+        pytest.skip("torchcodec not installed")
+    with pytest.raises(VideoDecodeError) as e:
+        read_keyframes_near(generated["cfr"][0], [(0.0, 2.0)], backend="torchcodec")
+    assert e.value.reason == "keyframe_unsupported"
