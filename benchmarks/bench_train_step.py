@@ -8,6 +8,13 @@ Run: `python -m benchmarks.bench_train_step [--layers 24 --hidden 1024 --batch 3
 """
 
 import argparse
+import os
+import sys
+
+
+if __package__ in (None, ""):  # `python benchmarks/x.py`: the checkout on top of sys.path instead of this folder
+    _here = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [os.path.dirname(_here)] + [p for p in sys.path if os.path.abspath(p or os.curdir) != _here]
 
 import torch
 from torch.profiler import ProfilerActivity, profile

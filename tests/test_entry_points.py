@@ -91,6 +91,7 @@ def test_discovery_finds_the_documented_entry_points():
     assert {"train/train.py", "train/demo.py", "train/evaluate_captions.py", "benchmarks/bench_decode.py"} <= names
 
 
+@pytest.mark.slow  # ~80 s each on 2 cores (one torch + transformers import per command)
 def test_console_scripts_help_even_with_a_shadowing_user_folder(foreign_cwd):
     bindir = os.path.dirname(sys.executable)  # the environment the tests run in (the project is installed there)
     missing = [name for name in console_scripts() if not os.path.exists(os.path.join(bindir, name))]
@@ -104,6 +105,7 @@ def test_console_scripts_help_even_with_a_shadowing_user_folder(foreign_cwd):
     assert not failures, "\n".join(failures)
 
 
+@pytest.mark.slow  # ~80 s each on 2 cores (one torch + transformers import per command)
 def test_python_m_modules_help(foreign_cwd):
     commands = [
         (module, [sys.executable, "-m", module, "--help"], pythonpath)
@@ -114,11 +116,25 @@ def test_python_m_modules_help(foreign_cwd):
     assert not failures, "\n".join(failures)
 
 
+@pytest.mark.slow  # ~80 s each on 2 cores (one torch + transformers import per command)
 def test_python_file_scripts_help(foreign_cwd):
     commands = [
         (os.path.relpath(path, REPO), [sys.executable, path, "--help"], pythonpath)
         for path in script_files()
         for pythonpath in (None, REPO)
+    ]
+    failures = _run_all(commands, cwd=foreign_cwd / "work")
+    assert not failures, "\n".join(failures)
+
+
+def test_representative_entry_points_help(foreign_cwd):
+    """Default-suite sample of the three slow matrices above: one of each kind, in the shadowing folder."""
+    bindir = os.path.dirname(sys.executable)
+    commands = [
+        ("frozencaptioner-train", [os.path.join(bindir, "frozencaptioner-train"), "--help"], str(foreign_cwd)),
+        ("train.train", [sys.executable, "-m", "train.train", "--help"], REPO),
+        ("train/train.py", [sys.executable, os.path.join(REPO, "train", "train.py"), "--help"], REPO),
+        ("train/train.py", [sys.executable, os.path.join(REPO, "train", "train.py"), "--help"], None),
     ]
     failures = _run_all(commands, cwd=foreign_cwd / "work")
     assert not failures, "\n".join(failures)

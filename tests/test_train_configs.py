@@ -25,6 +25,10 @@ def test_pretrain_mix_follows_the_paper():
     assert args.adam_beta2 == 0.999 and args.gate_type == "vector" and args.gate_init == 1.0
     assert args.max_train_steps == 40000 and args.image_size == 224
     assert 1000 <= args.image_batch_size * args.gradient_accumulation_steps * 8 <= 1400  # ~1.2K on 8 GPUs
+    assert args.modality_draw == "per_step"  # each GPU draws its modality per step (METHOD.md 3)
+    assert (
+        args.shuffle_buffer_mb and args.shuffle_buffer_mb * args.dataloader_num_workers * 2 * 8 <= 64 * 1024
+    )  # MiB/node
 
 
 @pytest.mark.parametrize(
@@ -63,5 +67,6 @@ def test_deepspeed_configs(precision):
     assert ds["zero_optimization"]["stage"] == 2
     assert ds[precision]["enabled"] is True and ds["bf16" if precision == "fp16" else "fp16"]["enabled"] is False
     assert ds["optimizer"]["params"]["lr"] == "auto" and ds["train_micro_batch_size_per_gpu"] == "auto"
+    assert "scheduler" not in ds  # train.py hands DeepSpeed the DDP schedule (a json scheduler is refused)
     with open(os.path.join(CONFIGS, "accelerate_ddp.yaml")) as f:
         assert yaml.safe_load(f)["distributed_type"] == "MULTI_GPU"

@@ -105,7 +105,7 @@ def test_rank_worker_split_is_a_partition(tmp_path, processor):
         for worker in range(2):
             stream = CaptionBatchStream(shards, processor, IMAGE, 4, 1, rank=rank, world_size=2, shuffle_buffer=0,
                                         bucket_batches=1, max_epochs=1)  # fmt: skip
-            got.append([row["id"] for _, row in stream._rows(worker, 2)])
+            got.append([row["id"] for _, _, batch in stream.plan(rank * 2 + worker, 4) for row in batch])
     flat = [i for part in got for i in part]
     assert sorted(flat) == sorted(r["id"] for r in rows) and all(got)
 

@@ -4,12 +4,12 @@ DeepSpeed ZeRO-2 (bf16 on CPU: slow; fp16: needs CUDA)."""
 import glob
 import json
 import os
-import shutil
 import subprocess
 import sys
 
 import pytest
 import torch
+from test_train_checkpoints import tower_tensors
 
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -88,10 +88,17 @@ def _train_args(data, out):
     ]  # fmt: skip
 
 
-def test_ddp_two_processes_gloo_resume_and_outputs(tmp_path, train_data):
+@pytest.fixture(scope="module")
+def ddp_full(tmp_path_factory, train_data):
+    """The uninterrupted 12-step DDP run (2 processes): the reference of the resume and the DeepSpeed tests."""
+    root = tmp_path_factory.mktemp("ddp_full")
+    _launch(DDP_CPU, _train_args(train_data, root / "full"), _env(root))
+    return root / "full"
+
+
+def test_ddp_two_processes_gloo_resume_and_outputs(tmp_path, train_data, ddp_full):
     env = _env(tmp_path)
-    full, cut = tmp_path / "full", tmp_path / "cut"
-    _launch(DDP_CPU, _train_args(train_data, full), env)
+    full, cut = ddp_full, tmp_path / "cut"
     # a "preempted" run: leaves after step 6 with no final save; its last checkpoint is step 4
     # (with gradient checkpointing: recomputation must not change the numbers)
     _launch(DDP_CPU, _train_args(train_data, cut) + ["--stop_after_steps", "6", "--gradient_checkpointing"], env)
@@ -116,6 +123,13 @@ def test_ddp_two_processes_gloo_resume_and_outputs(tmp_path, train_data):
     assert len(seq0) == len(seq1) == 24  # 2 micro-batches (gradient accumulation) per step, one draw each
     assert seq0 != seq1 and {"image", "video"} <= set(seq0 + seq1)
     assert sorted(os.listdir(full / "checkpoints")) == ["step_00000008", "step_00000012"]  # total limit 2
+    # checkpoints hold what training changes: adapters, optimizer, scheduler, RNG, data position -- no frozen tower
+    for checkpoint in glob.glob(str(full / "checkpoints" / "*")) + glob.glob(str(cut / "checkpoints" / "*")):
+        assert tower_tensors(checkpoint) == [], checkpoint
+        state = json.loads(open(os.path.join(checkpoint, "trainer_state_rank1.json")).read())
+        assert state["model"]["source"]["model_name_or_path"] == str(train_data / "init")
+        assert len(state["model"]["frozen_weights_sha256"]) == 64
+        assert {"fingerprint", "block_rows"} <= set(state["data"]["streams"]["image"])
 
     # final model: Hub remote-code format, loads with AutoModel(trust_remote_code=True); only adapters changed
     from transformers import AutoModel, AutoProcessor
@@ -188,31 +202,39 @@ def test_sigkill_then_resume_latest_matches_uninterrupted(tmp_path, train_data):
 
 
 @pytest.mark.slow
-def test_deepspeed_zero2_bf16_two_processes_on_cpu(tmp_path, train_data):
+def test_deepspeed_zero2_bf16_two_processes_on_cpu(tmp_path, train_data, ddp_full):
     """DeepSpeed 0.19 runs ZeRO-2 on CPU in bf16 (its CPU accelerator builds a shared-memory comm op on first use,
-    ~1 minute). fp16 is refused on CPU ("Type fp16 is not supported on your device"): see the gpu test below."""
+    ~1 minute). fp16 is refused on CPU ("Type fp16 is not supported on your device"): see the gpu test below.
+    Preempted after 8 of 12 steps, resumed: the LR of every step equals the DDP run's (issue 9), the checkpoints hold
+    no frozen tower tensor, `mp_rank_00_model_states.pt` included (issue 10)."""
     pytest.importorskip("deepspeed")
     env = _env(tmp_path, cpu=False)
     env["HF_HOME"] = str(tmp_path / "hf_home")
     launch = ["--config_file", os.path.join(REPO, "train", "configs", "accelerate_deepspeed_zero2_bf16.yaml"),
               "--num_processes", "2"]  # fmt: skip
-    args = _train_args(train_data, tmp_path / "ds")
-    args[args.index("--max_train_steps") + 1] = "6"
-    args[args.index("--checkpointing_steps") + 1] = "3"
-    _launch(launch, args, env, timeout=900)
+    out = tmp_path / "ds"
+    args = _train_args(train_data, out)
+    _launch(launch, args + ["--stop_after_steps", "8"], env, timeout=900)
+    checkpoints = sorted(glob.glob(str(out / "checkpoints" / "*")))
+    assert [os.path.basename(c) for c in checkpoints] == ["step_00000004", "step_00000008"]
+    for checkpoint in checkpoints:
+        assert glob.glob(os.path.join(checkpoint, "*", "mp_rank_00_model_states.pt"))
+        assert tower_tensors(checkpoint) == [], checkpoint
+    _launch(launch, args + ["--resume_from_checkpoint", "latest"], env, timeout=900)
+
+    info = json.loads((out / "logs" / "run_info.json").read_text())
+    assert info["distributed_type"] == "DistributedType.DEEPSPEED" and info["zero_stage"] == 2
+    assert info["model_dtype"] == "torch.bfloat16"
+    for rank in (0, 1):
+        ds, ddp = _losses(out, rank), _losses(ddp_full, rank)
+        assert sorted(ds) == list(range(1, 13))
+        for step in range(1, 13):  # read from optimizer.param_groups before each optimizer step
+            assert abs(ds[step]["lr"] - ddp[step]["lr"]) <= 1e-6, (rank, step, ds[step]["lr"], ddp[step]["lr"])
+        assert all(torch.isfinite(torch.tensor(r["loss"])) for r in ds.values())
     from transformers import AutoModel
 
-    model = AutoModel.from_pretrained(tmp_path / "ds" / "model", trust_remote_code=True)
+    model = AutoModel.from_pretrained(out / "model", trust_remote_code=True)
     assert model.gated_cross_attn_layers[0].attn_gate.dtype in (torch.bfloat16, torch.float32)
-    losses = _losses(tmp_path / "ds", 0)
-    assert sorted(losses) == list(range(1, 7)) and all(
-        torch.isfinite(torch.tensor(r["loss"])) for r in losses.values()
-    )
-    # resume a DeepSpeed checkpoint
-    shutil.rmtree(tmp_path / "ds" / "model")
-    args[args.index("--max_train_steps") + 1] = "8"
-    _launch(launch, args + ["--resume_from_checkpoint", "latest"], env, timeout=900)
-    assert sorted(_losses(tmp_path / "ds", 0)) == list(range(1, 9))
 
 
 @pytest.mark.gpu
