@@ -21,8 +21,9 @@ from train.shapes import COLOURS, DIRECTIONS, VIDEO_TEMPLATES, eval_rows, render
 HELD_OUT_CLIPS = 60
 
 
-def train_adapters_on_balls(model, processor, steps: int = 400, batch_size: int = 16, seed: int = 0):
-    """Caption training on fresh demo-world clips (never the held-out ones: another seed), adapters only."""
+def train_adapters_on_balls(model, processor, steps: int = 400, batch_size: int = 32, seed: int = 0):
+    """Caption training on fresh demo-world clips (never the held-out ones: another seed), adapters only: the demo's
+    fine-tuning (400 steps, global batch 2 x 16 = 32, lr 3e-3). Half of it (batch 16) scored 0.78 on all frames."""
     rng = np.random.default_rng(seed + 1)
     colours, directions = list(COLOURS), list(DIRECTIONS)
     trainable = [p for p in model.parameters() if p.requires_grad]
