@@ -183,3 +183,17 @@ def test_evaluation_reverses_the_sampled_frames_and_one_frame_is_the_centre_one(
     caption_rows(model, processor, rows, num_frames=1, **kwargs)
     assert int(sample_frame_indices(4, 1)[0]) == 2
     assert all(np.array_equal(a, b[2:3]) for a, b in zip(fed, decoded, strict=True))
+
+
+def test_sampled_clip_keeps_the_frames_the_demo_stores():
+    """`sampled_clip` (the motion test's clips) = the demo's 16-frame video with the 4 frames `sample_frame_indices`
+    keeps, from the same random draws; the held-out rows built that way still carry only their own direction."""
+    from modeling_frozencaptioner import sample_frame_indices
+    from train.shapes import eval_rows, sampled_clip
+
+    full = render_clip("green", "up", 16, 32, np.random.default_rng(3))
+    kept = sampled_clip("green", "up", np.random.default_rng(3))
+    assert kept.shape == (4, 32, 32, 3)
+    assert np.array_equal(kept, full[sample_frame_indices(16, 4)])
+    rows = eval_rows(5, seed=7, source_frames=16)
+    assert all(len(row["frames"]) == 4 and len({r.split()[-1] for r in row["references"]}) == 1 for row in rows)

@@ -91,13 +91,29 @@ def training_rows(
     return rows
 
 
-def eval_rows(n: int, seed: int = 0, num_frames: int = 4, size: int = 32):
-    """MSR-VTT-style rows `{id, frames, references}`: every video has all video templates as references."""
+def sampled_clip(
+    colour: str, direction: str, rng: np.random.Generator, num_frames: int = 4, size: int = 32, source_frames: int = 16
+) -> np.ndarray:
+    """A clip as the demo's benchmark stores it: a `source_frames`-frame video (`write_video`'s 2 s at 8 fps) of which
+    `num_frames` are kept, those `sample_frame_indices(source_frames, num_frames)` picks (uniform by time, as
+    `build_msrvtt` samples). So the ball moves `travel` x `size` over the whole video, less between kept frames
+    than in `render_clip(..., num_frames, ...)`. Returns (num_frames, size, size, 3) uint8."""
+    from modeling_frozencaptioner import sample_frame_indices
+
+    return render_clip(colour, direction, source_frames, size, rng)[sample_frame_indices(source_frames, num_frames)]
+
+
+def eval_rows(n: int, seed: int = 0, num_frames: int = 4, size: int = 32, source_frames: int | None = None):
+    """MSR-VTT-style rows `{id, frames, references}`: every video has all video templates as references.
+    `source_frames`: render that many frames and keep `num_frames` of them, as the demo does (`sampled_clip`)."""
     rng = np.random.default_rng(seed)
     rows = []
     for i in range(n):
         colour, direction = _pick(rng, list(COLOURS)), _pick(rng, list(DIRECTIONS))
-        frames = render_clip(colour, direction, num_frames, size, rng)
+        if source_frames:
+            frames = sampled_clip(colour, direction, rng, num_frames, size, source_frames)
+        else:
+            frames = render_clip(colour, direction, num_frames, size, rng)
         references = [t.format(c=colour, d=direction) for t in VIDEO_TEMPLATES]
         rows.append(
             {"id": f"video{seed}-{i:05d}", "frames": [encode_jpeg(f) for f in frames], "references": references}
