@@ -122,6 +122,9 @@ def test_ddp_two_processes_gloo_resume_and_outputs(tmp_path, train_data, ddp_ful
     seq1 = [m for s in range(1, 13) for m in _losses(full, 1)[s]["modalities"]]
     assert len(seq0) == len(seq1) == 24  # 2 micro-batches (gradient accumulation) per step, one draw each
     assert seq0 != seq1 and {"image", "video"} <= set(seq0 + seq1)
+    # `--modality_draw per_step` (the default, the paper's): the micro-batches of one optimizer step share a modality
+    for rank in (0, 1):
+        assert all(len(set(row["modalities"])) == 1 for row in _losses(full, rank).values()), rank
     assert sorted(os.listdir(full / "checkpoints")) == ["step_00000008", "step_00000012"]  # total limit 2
     # checkpoints hold what training changes: adapters, optimizer, scheduler, RNG, data position -- no frozen tower
     for checkpoint in glob.glob(str(full / "checkpoints" / "*")) + glob.glob(str(cut / "checkpoints" / "*")):
