@@ -38,3 +38,26 @@ def tiny_model_and_processor():
 
     model, processor = build_tiny_frozencaptioner()
     return model.eval(), processor
+
+
+@pytest.fixture(scope="session")
+def pretrained_tiny_towers(tmp_path_factory):
+    """Tiny towers that stand in for pre-trained ones, built ONCE per session (about a minute of CPU): a TimeSformer
+    pre-trained on sprite clips and an OPT pre-trained on caption text without the demo world's video references
+    (`frozencaptioner.pretrained_tiny`). Returns `{"vision": dir, "text": dir, "report": {...}}`."""
+    from frozencaptioner.pretrained_tiny import (
+        caption_corpus,
+        pretrain_tiny_opt,
+        pretrain_tiny_timesformer,
+        vocabulary,
+    )
+    from train.shapes import COLOURS, DIRECTIONS, IMAGE_TEMPLATES, VIDEO_TEMPLATES, VOCABULARY
+
+    root = tmp_path_factory.mktemp("pretrained_tiny_towers")
+    held_out = [t.format(c=c, d=d) for c in COLOURS for d in DIRECTIONS for t in VIDEO_TEMPLATES]
+    images = [t.format(c=c) for c in COLOURS for t in IMAGE_TEMPLATES]
+    vision, text = str(root / "timesformer"), str(root / "opt")
+    report = {"timesformer": pretrain_tiny_timesformer(vision)}
+    corpus = caption_corpus(exclude=held_out, ball_images=images)
+    report["opt"] = pretrain_tiny_opt(text, corpus, vocabulary(VOCABULARY))
+    return {"vision": vision, "text": text, "report": report, "held_out_references": held_out}

@@ -12,7 +12,7 @@ for the model card):
     {"dataset_name": str, "split": str, "model_path": str, "num_videos": int, "num_skipped_corrupt": int,
      "metrics": {"CIDEr-D": float, "BLEU-4": float, "METEOR": float, "ROUGE-L": float},   # x100, as papers report
      "metric_scale": 100, "generation": {"num_beams": int, "do_sample": bool, "max_new_tokens": int},
-     "num_frames": int, "image_size": int, "predictions_file": str, "metric_module": str, "date": str}
+     "num_frames": int, "reverse_frames": bool, "image_size": int, "predictions_file": str, "metric_module": str, "date": str}
 """
 
 import argparse
@@ -49,10 +49,26 @@ def parse_args(argv=None):
     p.add_argument("--max_new_tokens", type=int, default=20)
     p.add_argument("--num_beams", type=int, default=1)
     p.add_argument("--do_sample", action="store_true")
-    p.add_argument("--num_frames", type=int, default=None)
+    p.add_argument(
+        "--num_frames",
+        type=int,
+        default=None,
+        help="frames per clip, spread uniformly (sample_frame_indices); 1 = the centre frame (default: the processor's)",
+    )
+    p.add_argument(
+        "--reverse_frames",
+        action="store_true",
+        help="play the sampled frames backwards (a model that reads motion flips its direction words)",
+    )
     p.add_argument("--image_size", type=int, default=None)
     p.add_argument("--max_videos", type=int, default=None)
     p.add_argument("--metric", default=METRIC_MODULE, help="the `evaluate` metric module (local path)")
+    p.add_argument(
+        "--metrics",
+        nargs="+",
+        default=None,
+        help="score only these (e.g. CIDEr-D: no METEOR Java run); default: all four",
+    )
     p.add_argument("--trust_remote_code", action=argparse.BooleanOptionalAction, default=True)
     return p.parse_args(argv)
 
@@ -75,9 +91,18 @@ def load_eval_rows(patterns, max_videos=None) -> list[dict]:
 
 @torch.no_grad()
 def caption_rows(
-    model, processor, rows, batch_size=16, num_frames=None, image_size=None, device="cpu", **generate_kwargs
+    model,
+    processor,
+    rows,
+    batch_size=16,
+    num_frames=None,
+    image_size=None,
+    device="cpu",
+    reverse_frames=False,
+    **generate_kwargs,
 ):
-    """Returns (predictions aligned with `rows` (None for corrupt rows), number of corrupt rows)."""
+    """Returns (predictions aligned with `rows` (None for corrupt rows), number of corrupt rows). With
+    `reverse_frames`, each clip's sampled frames are fed last to first."""
     num_frames = num_frames or processor.num_frames
     kwargs = {}
     if image_size:
@@ -87,7 +112,8 @@ def caption_rows(
         clips, index = [], []
         for i in range(start, min(start + batch_size, len(rows))):
             try:
-                clips.append(decode_frames(rows[i]["frames"], num_frames))
+                clip = decode_frames(rows[i]["frames"], num_frames)  # (T, H, W, 3)
+                clips.append(clip[::-1].copy() if reverse_frames else clip)
                 index.append(i)
             except CorruptSample as err:
                 print(f"skipping corrupt eval video {rows[i]['id']!r}: {err}", file=sys.stderr)
@@ -102,11 +128,13 @@ def caption_rows(
     return predictions, corrupt
 
 
-def score(predictions, references, metric=METRIC_MODULE) -> dict:
-    """All four metrics in ONE `compute` call over the whole split (CIDEr-D's IDF is a corpus statistic)."""
+def score(predictions, references, metric=METRIC_MODULE, metrics=None) -> dict:
+    """All four metrics (or `metrics`) in ONE `compute` call over the whole split (CIDEr-D's IDF is a corpus
+    statistic)."""
     import evaluate
 
-    return evaluate.load(metric).compute(predictions=predictions, references=references)
+    kwargs = {"metrics": list(metrics)} if metrics else {}
+    return evaluate.load(metric).compute(predictions=predictions, references=references, **kwargs)
 
 
 def evaluate_split(args) -> dict:
@@ -121,7 +149,7 @@ def evaluate_split(args) -> dict:
     with state.split_between_processes(list(range(len(rows)))) as mine:
         preds, corrupt = caption_rows(
             model, processor, [rows[i] for i in mine], args.batch_size, args.num_frames, args.image_size, state.device,
-            **generate_kwargs,
+            args.reverse_frames, **generate_kwargs,
         )  # fmt: skip
         local = [(i, p) for i, p in zip(mine, preds)]
     if state.num_processes > 1:
@@ -135,7 +163,7 @@ def evaluate_split(args) -> dict:
     kept = [i for i in range(len(rows)) if by_index.get(i) is not None]
     predictions = [by_index[i] for i in kept]
     references = [rows[i]["references"] for i in kept]
-    values = score(predictions, references, args.metric)
+    values = score(predictions, references, args.metric, args.metrics)
 
     output_json = args.output_json or os.path.join(args.model, "eval_results.json")
     os.makedirs(os.path.dirname(os.path.abspath(output_json)), exist_ok=True)
@@ -156,6 +184,7 @@ def evaluate_split(args) -> dict:
         "metric_scale": 100,
         "generation": generate_kwargs,
         "num_frames": args.num_frames or processor.num_frames,
+        "reverse_frames": bool(args.reverse_frames),
         "image_size": args.image_size or processor.video_processor.crop_size["height"],
         "predictions_file": os.path.abspath(predictions_file),
         "metric_module": os.path.abspath(args.metric),

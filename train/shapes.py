@@ -1,7 +1,7 @@
 """A learnable synthetic world for the demo, the tests and the benchmark.
 
 Every image shows one coloured ball on a dark, noisy background; every video shows a ball moving left, right, up or
-down. The caption is fully determined by the pixels ("a red ball moving left"), from a 20-word vocabulary, so a tiny
+down from a random start at a random speed, so that no single frame tells the direction (`render_clip`). The caption is fully determined by the pixels ("a red ball moving left"), from a 20-word vocabulary, so a tiny
 FrozenCaptioner trained for a few minutes on CPU can learn it, and CIDEr-D before vs after training is a meaningful
 check. (A tiny random pseudolabeling teacher only yields noise captions; the pseudolabel step of the demo still runs
 for real, but the learnable signal comes from here.)
@@ -32,24 +32,34 @@ VOCABULARY = sorted(
 
 
 def render_clip(
-    colour: str, direction: str | None, num_frames: int, size: int, rng: np.random.Generator
+    colour: str,
+    direction: str | None,
+    num_frames: int,
+    size: int,
+    rng: np.random.Generator,
+    travel: tuple[float, float] = (0.5, 1.0),
 ) -> np.ndarray:
-    """(num_frames, size, size, 3) uint8. `direction=None` gives a still ball (an image when num_frames=1)."""
+    """(num_frames, size, size, 3) uint8. `direction=None` gives a still ball (an image when num_frames=1).
+
+    The ball moves on a torus (leaving one edge it re-enters at the opposite one) from a uniformly random start, at a
+    random speed: over the clip it travels `travel` x `size` pixels (drawn uniformly). So in every single frame the
+    ball's position is uniform over the frame whatever the direction: no one frame shows which way it moves, and a
+    clip played backwards is a clip of the opposite direction drawn from the same distribution.
+    """
     radius = max(2, size // 8)
     dx, dy = DIRECTIONS[direction] if direction else (0, 0)
-    travel = size - 2 * radius - 2
-    # start so that the ball crosses most of the frame along its direction
-    x0 = radius + 1 + (travel if dx < 0 else 0 if dx > 0 else rng.integers(0, travel + 1))
-    y0 = radius + 1 + (travel if dy < 0 else 0 if dy > 0 else rng.integers(0, travel + 1))
+    start = rng.uniform(0, size, size=2)
+    distance = rng.uniform(*travel) * size
     yy, xx = np.mgrid[0:size, 0:size]
     frames = np.empty((num_frames, size, size, 3), dtype=np.uint8)
     base = rng.integers(0, 40, size=(size, size, 1))
     for t in range(num_frames):
         frac = t / max(1, num_frames - 1)
-        cx, cy = x0 + dx * travel * frac, y0 + dy * travel * frac
+        cx, cy = start[0] + dx * distance * frac, start[1] + dy * distance * frac
+        # offsets on the torus, in [-size/2, size/2)
+        ox, oy = (xx - cx + size / 2) % size - size / 2, (yy - cy + size / 2) % size - size / 2
         frame = np.repeat(base, 3, axis=2) + rng.integers(0, 12, size=(size, size, 3))
-        disk = (xx - cx) ** 2 + (yy - cy) ** 2 <= radius**2
-        frame[disk] = COLOURS[colour]
+        frame[ox**2 + oy**2 <= radius**2] = COLOURS[colour]
         frames[t] = np.clip(frame, 0, 255)
     return frames
 
@@ -81,13 +91,29 @@ def training_rows(
     return rows
 
 
-def eval_rows(n: int, seed: int = 0, num_frames: int = 4, size: int = 32):
-    """MSR-VTT-style rows `{id, frames, references}`: every video has all video templates as references."""
+def sampled_clip(
+    colour: str, direction: str, rng: np.random.Generator, num_frames: int = 4, size: int = 32, source_frames: int = 16
+) -> np.ndarray:
+    """A clip as the demo's benchmark stores it: a `source_frames`-frame video (`write_video`'s 2 s at 8 fps) of which
+    `num_frames` are kept, those `sample_frame_indices(source_frames, num_frames)` picks (uniform by time, as
+    `build_msrvtt` samples). So the ball moves `travel` x `size` over the whole video, less between kept frames
+    than in `render_clip(..., num_frames, ...)`. Returns (num_frames, size, size, 3) uint8."""
+    from modeling_frozencaptioner import sample_frame_indices
+
+    return render_clip(colour, direction, source_frames, size, rng)[sample_frame_indices(source_frames, num_frames)]
+
+
+def eval_rows(n: int, seed: int = 0, num_frames: int = 4, size: int = 32, source_frames: int | None = None):
+    """MSR-VTT-style rows `{id, frames, references}`: every video has all video templates as references.
+    `source_frames`: render that many frames and keep `num_frames` of them, as the demo does (`sampled_clip`)."""
     rng = np.random.default_rng(seed)
     rows = []
     for i in range(n):
         colour, direction = _pick(rng, list(COLOURS)), _pick(rng, list(DIRECTIONS))
-        frames = render_clip(colour, direction, num_frames, size, rng)
+        if source_frames:
+            frames = sampled_clip(colour, direction, rng, num_frames, size, source_frames)
+        else:
+            frames = render_clip(colour, direction, num_frames, size, rng)
         references = [t.format(c=colour, d=direction) for t in VIDEO_TEMPLATES]
         rows.append(
             {"id": f"video{seed}-{i:05d}", "frames": [encode_jpeg(f) for f in frames], "references": references}
