@@ -28,3 +28,28 @@ def test_demo_trains_a_captioner_that_reads_motion(tmp_path):
     from transformers import AutoModel
 
     AutoModel.from_pretrained(summary["artifacts"]["final_model"], trust_remote_code=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("pythonpath", [None, "repo"])
+def test_shortened_demo_runs_with_pythonpath_unset_and_set_to_the_checkout(tmp_path, pythonpath):
+    """Issue 8 point 9: `PYTHONPATH=<repo> python train/demo.py` died with "'train' is not a package" (train/train.py
+    shadowed the `train` package). The whole chain, shortened (few steps and clips, no gates), from a foreign
+    working directory, both ways."""
+    import os
+    import subprocess
+    import sys
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    if pythonpath == "repo":
+        env["PYTHONPATH"] = repo
+    out = tmp_path / "demo_out"
+    argv = [sys.executable, os.path.join(repo, "train", "demo.py"), "--output_dir", str(out), "--no-gate",
+            "--no-control", "--pretrain_steps", "4", "--finetune_steps", "4", "--laion_images", "64",
+            "--msrvtt_train_videos", "16", "--msrvtt_test_videos", "8", "--sample_videos", "1",
+            "--timesformer_steps", "5", "--opt_steps", "5"]  # fmt: skip
+    result = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    summary = json.loads((out / "demo_summary.json").read_text())
+    assert os.path.isdir(out.joinpath(summary["artifacts"]["final_model"]))

@@ -1,11 +1,13 @@
 """A tiny FrozenCaptioner learns to caption a few tiny synthetic clips (only the adapters train)."""
 
+import pytest
 import torch
 from synthetic_captions import EXAMPLES, caption, train_adapters
 
 from frozencaptioner.tiny import build_tiny_frozencaptioner
 
 
+@pytest.mark.slow  # ~70 s on 2 cores; the default suite keeps the learning checks of test_frame_towers / test_motion
 def test_tiny_model_learns_to_caption_synthetic_clips():
     torch.manual_seed(0)
     model, processor = build_tiny_frozencaptioner(seed=0, gate_init=1.0)
