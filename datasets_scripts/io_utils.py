@@ -346,7 +346,10 @@ def imap_unordered(fn, items, num_workers: int, max_in_flight: int | None = None
                 yield IDLE
                 continue
             broken = False
-            for fut in done:
+            # in submission order (`pending` keeps it): iterating the `done` set would order the results that finished
+            # together by the futures' hashes, so one worker's FIFO output, and the shards written from it, would
+            # change from run to run
+            for fut in [f for f in pending if f in done]:
                 item, crashes = pending.pop(fut)
                 try:
                     result = fut.result()

@@ -556,3 +556,17 @@ def test_bounded_pool_survives_a_crashing_worker():
     got = list(imap_unordered(_crash_on_boom, iter(items), num_workers=1, max_in_flight=1,
                               on_crash=lambda item: f"crashed:{item}"))  # fmt: skip
     assert sorted(got) == ["a", "b", "c", "crashed:boom", "d"]
+
+
+def _identity(item):
+    return item
+
+
+def test_one_worker_pool_keeps_the_input_order():
+    """`imap_unordered` with one worker is FIFO: results that finish together come back in submission order, not in
+    the order of a set of futures (which changed the demo's shards, and so its training data, from run to run)."""
+    from datasets_scripts.io_utils import imap_unordered
+
+    items = list(range(400))
+    for _ in range(2):
+        assert list(imap_unordered(_identity, iter(items), num_workers=1, max_in_flight=8)) == items
