@@ -11,16 +11,20 @@ adapter is trained:
    max-pool of the patch tokens, the tokens the adapters attend to (the CLS token is never used). Every batch also
    holds each clip played backwards, labelled with the opposite direction (a valid clip of the sprite world), and
    the time embeddings start as a linear ramp over the frames instead of zeros: both only speed up learning which
-   way time runs. Only the tower is saved (`save_pretrained`, with its video processor); the heads are dropped.
+   way time runs. The speeds follow a curriculum (`curriculum_speed`): slow sprites first, the whole range from
+   half-way on; trained on the whole range from the start, the tower read fast motion (a patch per frame) worse
+   and the demo's fast vertical clips were captioned horizontal. Only the tower is saved (`save_pretrained`, with
+   its video processor); the heads are dropped.
 2. `pretrain_tiny_opt` trains a tiny `OPTForCausalLM` (OPT's default init_std 0.02) as a language model on caption
    text (`caption_corpus`) that contains none of the held-out references, and saves it with its tokenizer.
 3. `build_pretrained_tiny_frozencaptioner` loads both with `from_pretrained` through
    `FrozenCaptionerForConditionalGeneration.from_pretrained_backbones` (frozen, as in the paper), adds fresh
    adapters and saves the captioner in the Hub format.
 
-Cost at the default steps, one thread each (the demo runs both at once, one core each), measured as CPU seconds
-because the wall time depends on who else shares the cores: the TimeSformer ~37 s (500 steps of 32 clips, ~62 ms of
-model and ~8 ms of rendering a step), the OPT ~14 s. Each report (`pretraining_report.json`) gives both.
+Cost at the default steps, one thread each (the demo runs both at once, one core each), on 2 otherwise idle cores:
+the TimeSformer 18-22 s (500 steps of 32 clips, ~30 ms of model and ~4 ms of rendering a step), the OPT 9-14 s;
+both grow by up to ~1.7x when other jobs share the cores. Each report (`pretraining_report.json`) gives the wall and
+the CPU seconds.
 """
 
 import argparse
@@ -35,7 +39,7 @@ import torch
 from torch import nn
 from transformers import OPTConfig, OPTForCausalLM, TimesformerConfig, TimesformerModel
 
-from frozencaptioner.sprites import DIRECTIONS, HUES, REVERSED_DIRECTION, SHAPES, render_sprite_clips
+from frozencaptioner.sprites import DIRECTIONS, HUES, REVERSED_DIRECTION, SHAPES, SPRITE_SPEED, render_sprite_clips
 from frozencaptioner.tiny import DEFAULT_WORDS, tiny_processor, tiny_tokenizer
 
 
@@ -141,31 +145,38 @@ class _VideoClassifierHeads(nn.Module):
 
 @torch.no_grad()
 def video_classifier_accuracy(tower, heads, num_clips: int = 512, seed: int = 10_000, num_frames: int = 4) -> dict:
-    """Direction / hue accuracy on fresh sprite clips, and on the same clips reversed (direction flipped)."""
+    """Direction / hue accuracy on fresh sprite clips, on the same clips reversed (direction flipped), and direction
+    accuracy on clips of the fastest quarter of `SPRITE_SPEED` (the demo's fast clips move about that much)."""
     tower.eval()
     generator = torch.Generator().manual_seed(seed)
     clips = render_sprite_clips(num_clips, generator, num_frames=num_frames, directions=PRETRAINING_DIRECTIONS)
     direction, hue = heads(tower(clips["pixel_values"]).last_hidden_state)
     backward, _ = heads(tower(clips["pixel_values"].flip(1)).last_hidden_state)
     flipped = torch.tensor(REVERSED_DIRECTION)[clips["direction"]]
+    slowest, fastest = SPRITE_SPEED
+    fast = render_sprite_clips(
+        num_clips, generator, num_frames=num_frames, directions=PRETRAINING_DIRECTIONS,
+        speed=(fastest - (fastest - slowest) / 4, fastest),
+    )  # fmt: skip
+    fast_direction, _ = heads(tower(fast["pixel_values"]).last_hidden_state)
     return {
         "direction_accuracy": (direction.argmax(-1) == clips["direction"]).float().mean().item(),
         "direction_accuracy_reversed": (backward.argmax(-1) == flipped).float().mean().item(),
+        "direction_accuracy_fastest_quarter": (fast_direction.argmax(-1) == fast["direction"]).float().mean().item(),
         "hue_accuracy": (hue.argmax(-1) == clips["hue"]).float().mean().item(),
     }
 
 
-def _grid_embeddings(config) -> torch.Tensor:
-    """2-D sin-cos embeddings of the patch grid [num_patches, hidden] (MAE's fixed position embeddings)."""
-    side = config.image_size // config.patch_size
-    quarter = config.hidden_size // 4
-    omega = 1.0 / 10.0 ** (torch.arange(quarter, dtype=torch.float32) / quarter)  # (D/4,)
-    ys, xs = torch.meshgrid(torch.arange(side), torch.arange(side), indexing="ij")
-    parts = []
-    for coordinate in (ys.flatten(), xs.flatten()):
-        angle = coordinate[:, None].float() * omega[None] * (torch.pi / side)
-        parts += [angle.sin(), angle.cos()]
-    return torch.cat(parts, dim=1)  # (side*side, D)
+def curriculum_speed(
+    step: int, steps: int, speed: tuple[float, float] = SPRITE_SPEED, fraction: float = 0.5, start: float = 0.3
+) -> tuple[float, float]:
+    """The sprite speed range at `step` of `steps`: slow clips first. The top speed rises linearly from `start` of
+    the way between `speed`'s ends to its fast end over the first `fraction` of the steps, then stays there
+    (`fraction=0`: the whole range from the first step). Without it the tower learns fast motion late or not at all
+    (a fast sprite jumps a whole patch per frame, and divided space-time attention has to match it across patches)."""
+    slowest, fastest = speed
+    ramp = min(1.0, step / (fraction * steps)) if fraction > 0 else 1.0
+    return slowest, slowest + (fastest - slowest) * (start + (1.0 - start) * ramp)
 
 
 def train_timesformer_classifier(
@@ -176,9 +187,8 @@ def train_timesformer_classifier(
     num_frames: int = 4,
     image_size: int = 16,
     time_ramp: float = 1.0,
-    grid_positions: float = 0.0,
     reverse_pairs: bool = True,
-    transpose_pairs: bool = False,
+    speed_curriculum: float = 0.5,
     log=None,
     **render_kwargs,
 ) -> tuple[TimesformerModel, nn.Module]:
@@ -191,30 +201,25 @@ def train_timesformer_classifier(
         ramp = torch.linspace(-1.0, 1.0, num_frames)[:, None]  # (T, 1)
         axis = torch.randn(config.hidden_size)
         tower.embeddings.time_embeddings.copy_((time_ramp * ramp * axis / axis.norm() * config.hidden_size**0.5)[None])
-        if grid_positions:
-            tower.embeddings.position_embeddings[0, 1:] = grid_positions * _grid_embeddings(config)
     heads = _VideoClassifierHeads(config.hidden_size)
     params = list(tower.parameters()) + list(heads.parameters())
     optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=0.01)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=learning_rate, total_steps=steps, pct_start=0.1)
     generator = torch.Generator().manual_seed(seed)
     reverse = torch.tensor(REVERSED_DIRECTION)
-    transpose = torch.tensor([DIRECTIONS.index(d) for d in ("up", "down", "left", "right", "still")])
     tower.train()
     heads.train()
+    speed = render_kwargs.pop("speed", SPRITE_SPEED)
     for step in range(steps):
         clips = render_sprite_clips(
             batch_size,
             generator,
             num_frames=num_frames,
             size=image_size,
+            speed=curriculum_speed(step, steps, speed, speed_curriculum),
             **{"directions": PRETRAINING_DIRECTIONS, **render_kwargs},
         )
         pixels, direction_labels, hue_labels = clips["pixel_values"], clips["direction"], clips["hue"]
-        if transpose_pairs:  # the same clip with x and y swapped: left <-> up, right <-> down
-            pixels = torch.cat([pixels, pixels.transpose(-1, -2)])
-            direction_labels = torch.cat([direction_labels, transpose[direction_labels]])
-            hue_labels = hue_labels.repeat(2)
         if reverse_pairs:
             pixels = torch.cat([pixels, pixels.flip(1)])  # (2B, T, 3, H, W)
             direction_labels = torch.cat([direction_labels, reverse[direction_labels]])

@@ -20,6 +20,7 @@ REVERSED_DIRECTION = (1, 0, 3, 2, 4)  # the class of a clip played backwards
 SHAPES = ("square", "triangle", "ring", "cross", "diamond")
 HUES = ("red", "yellow", "green", "cyan", "blue", "magenta")  # the colour class is the nearest of six hues
 BACKGROUNDS = ("flat", "gradient", "stripes", "checkerboard")
+SPRITE_SPEED = (1.0, 4.5)  # pixels per frame at the output size
 
 
 def _hsv_to_rgb(hue: torch.Tensor, sat: torch.Tensor, val: torch.Tensor) -> torch.Tensor:
@@ -50,7 +51,7 @@ def render_sprite_clips(
     generator: torch.Generator,
     num_frames: int = 4,
     size: int = 16,
-    speed: tuple[float, float] = (1.0, 4.5),
+    speed: tuple[float, float] = SPRITE_SPEED,
     radius: tuple[float, float] = (1.5, 4.0),
     noise: float = 0.04,
     backgrounds: tuple[str, ...] = BACKGROUNDS,

@@ -5,9 +5,16 @@ import numpy as np
 import pytest
 import torch
 
+import frozencaptioner.pretrained_tiny as recipe
 from frozencaptioner.motion import flip_fraction, motion_accuracy, motion_scores, motion_word
-from frozencaptioner.pretrained_tiny import caption_corpus, pretrain_tiny_opt, vocabulary
-from frozencaptioner.sprites import DIRECTION_VECTORS, DIRECTIONS, REVERSED_DIRECTION, render_sprite_clips
+from frozencaptioner.pretrained_tiny import caption_corpus, curriculum_speed, pretrain_tiny_opt, vocabulary
+from frozencaptioner.sprites import (
+    DIRECTION_VECTORS,
+    DIRECTIONS,
+    REVERSED_DIRECTION,
+    SPRITE_SPEED,
+    render_sprite_clips,
+)
 from train.shapes import COLOURS, IMAGE_TEMPLATES, VIDEO_TEMPLATES, VOCABULARY, render_clip
 from train.shapes import DIRECTIONS as BALL_DIRECTIONS
 
@@ -114,6 +121,30 @@ def test_sprite_world_is_not_the_demo_world_and_labels_follow_the_pixels():
         checked += 1
     assert checked > 30
     assert REVERSED_DIRECTION == (1, 0, 3, 2, 4)
+
+
+def test_tower_pretraining_shows_slow_sprites_first(monkeypatch):
+    """Issue 12, seed 0: a tower that saw the whole speed range from the first step read fast motion worse (0.78 on
+    sprites at 4-4.5 px/frame) and the demo's fast vertical clips came out horizontal (motion accuracy 0.883-0.900).
+    The recipe now ramps the top speed up over the first half of its steps, then trains on the whole range."""
+    slowest, fastest = SPRITE_SPEED
+    assert curriculum_speed(0, 500) == (slowest, slowest + 0.3 * (fastest - slowest))
+    tops = [curriculum_speed(step, 500)[1] for step in range(500)]
+    assert all(a <= b for a, b in zip(tops, tops[1:])) and tops[125] < fastest
+    assert tops[250] == tops[-1] == fastest
+    assert curriculum_speed(0, 500, fraction=0) == SPRITE_SPEED
+    assert curriculum_speed(0, 10, speed=(2.0, 6.0), fraction=0.5, start=0.5) == (2.0, 4.0)
+    # the training loop renders what the schedule says
+    seen = []
+
+    def spy(*args, speed, **kwargs):
+        seen.append(speed)
+        return render_sprite_clips(*args, speed=speed, **kwargs)
+
+    monkeypatch.setattr(recipe, "render_sprite_clips", spy)
+    recipe.train_timesformer_classifier(steps=4, batch_size=2)
+    assert seen == [curriculum_speed(step, 4) for step in range(4)]
+    assert seen[0][1] < seen[-1][1] == fastest
 
 
 def test_caption_corpus_excludes_the_held_out_references():

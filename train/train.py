@@ -381,6 +381,17 @@ def list_checkpoints(output_dir) -> list[str]:
     return [path for _, path in sorted(found)]
 
 
+def broadcast_from_rank0(value):
+    """Rank 0's `value` (any picklable object) on every rank; `value` itself when not distributed."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return value
+    holder = [value]
+    dist.broadcast_object_list(holder, src=0)
+    return holder[0]
+
+
 def resolve_checkpoint(args) -> str | None:
     """The checkpoint to resume from. `latest` is resolved on the main process only and broadcast, so every rank
     resumes the same step even when the ranks' views of a shared filesystem differ (a checkpoint that rank 0 does not
@@ -397,10 +408,7 @@ def resolve_checkpoint(args) -> str | None:
             choice = checkpoints[-1] if checkpoints else None  # nothing saved yet: start from scratch
         else:
             choice = args.resume_from_checkpoint
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        holder = [choice]
-        dist.broadcast_object_list(holder, src=0)
-        choice = holder[0]
+    choice = broadcast_from_rank0(choice)
     if choice is not None and not os.path.exists(os.path.join(choice, COMPLETE_MARKER)):
         raise FileNotFoundError(f"rank {rank}: {choice} is not a complete checkpoint (no {COMPLETE_MARKER})")
     return choice
@@ -564,12 +572,8 @@ def setup(args, accelerator) -> TrainSetup:
 def build_data_index(accelerator, files: list[str]) -> ShardIndex:
     """The footers of a stream's files, read once on the main process (threads) and broadcast to every rank: at 50K
     shards x 64 ranks that is 50K footer reads instead of 3.2M. The DataLoader workers inherit it."""
-    import torch.distributed as dist
-
-    holder = [ShardIndex.from_files(files).to_dict() if accelerator.is_main_process else None]
-    if accelerator.num_processes > 1 and dist.is_initialized():
-        dist.broadcast_object_list(holder, src=0)
-    index = ShardIndex.from_dict(holder[0])
+    footers = ShardIndex.from_files(files).to_dict() if accelerator.is_main_process else None
+    index = ShardIndex.from_dict(broadcast_from_rank0(footers))
     if [os.path.basename(f) for f in index.files] != [os.path.basename(f) for f in files]:
         raise ValueError(f"rank {accelerator.process_index} sees other data files than the main process")
     index.files = list(files)  # this rank's paths (same files)
