@@ -20,7 +20,7 @@ if __package__ in (None, ""):  # `python benchmarks/x.py`: the checkout on top o
 
 import torch
 
-from frozencaptioner.pretrained_tiny import PRETRAINING_DIRECTIONS, train_timesformer_classifier
+from frozencaptioner.pretrained_tiny import PRETRAINING_DIRECTIONS, direction_hits, train_timesformer_classifier
 from frozencaptioner.sprites import DIRECTIONS, render_sprite_clips
 
 
@@ -34,8 +34,7 @@ def band_accuracy(tower, heads, band, clips: int, seed: int = 123) -> tuple[floa
     batch = render_sprite_clips(
         clips, torch.Generator().manual_seed(seed), directions=PRETRAINING_DIRECTIONS, speed=band
     )
-    direction, _ = heads(tower(batch["pixel_values"]).last_hidden_state)
-    right = (direction.argmax(-1) == batch["direction"]).float()
+    right = direction_hits(tower, heads, batch).float()
     vertical = batch["direction"] >= DIRECTIONS.index("up")
     return right[~vertical].mean().item(), right[vertical].mean().item()
 

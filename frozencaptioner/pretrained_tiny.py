@@ -144,6 +144,13 @@ class _VideoClassifierHeads(nn.Module):
 
 
 @torch.no_grad()
+def direction_hits(tower, heads, clips: dict) -> torch.Tensor:
+    """Whether the tower + heads name each clip's direction of motion: bool [B] for `render_sprite_clips` output."""
+    direction, _ = heads(tower(clips["pixel_values"]).last_hidden_state)
+    return direction.argmax(-1) == clips["direction"]
+
+
+@torch.no_grad()
 def video_classifier_accuracy(tower, heads, num_clips: int = 512, seed: int = 10_000, num_frames: int = 4) -> dict:
     """Direction / hue accuracy on fresh sprite clips, on the same clips reversed (direction flipped), and direction
     accuracy on clips of the fastest quarter of `SPRITE_SPEED` (the demo's fast clips move about that much)."""
@@ -151,18 +158,19 @@ def video_classifier_accuracy(tower, heads, num_clips: int = 512, seed: int = 10
     generator = torch.Generator().manual_seed(seed)
     clips = render_sprite_clips(num_clips, generator, num_frames=num_frames, directions=PRETRAINING_DIRECTIONS)
     direction, hue = heads(tower(clips["pixel_values"]).last_hidden_state)
-    backward, _ = heads(tower(clips["pixel_values"].flip(1)).last_hidden_state)
-    flipped = torch.tensor(REVERSED_DIRECTION)[clips["direction"]]
+    reversed_clips = {
+        "pixel_values": clips["pixel_values"].flip(1),
+        "direction": torch.tensor(REVERSED_DIRECTION)[clips["direction"]],
+    }
     slowest, fastest = SPRITE_SPEED
     fast = render_sprite_clips(
         num_clips, generator, num_frames=num_frames, directions=PRETRAINING_DIRECTIONS,
         speed=(fastest - (fastest - slowest) / 4, fastest),
     )  # fmt: skip
-    fast_direction, _ = heads(tower(fast["pixel_values"]).last_hidden_state)
     return {
         "direction_accuracy": (direction.argmax(-1) == clips["direction"]).float().mean().item(),
-        "direction_accuracy_reversed": (backward.argmax(-1) == flipped).float().mean().item(),
-        "direction_accuracy_fastest_quarter": (fast_direction.argmax(-1) == fast["direction"]).float().mean().item(),
+        "direction_accuracy_reversed": direction_hits(tower, heads, reversed_clips).float().mean().item(),
+        "direction_accuracy_fastest_quarter": direction_hits(tower, heads, fast).float().mean().item(),
         "hue_accuracy": (hue.argmax(-1) == clips["hue"]).float().mean().item(),
     }
 
